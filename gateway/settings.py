@@ -1,0 +1,85 @@
+"""All configuration, from `OCGW_*` environment variables.
+
+Everything else receives what it needs as arguments; only the CLI reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+
+class ConfigError(Exception):
+    """Bad configuration: the message is one line naming the setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OCGW_", extra="ignore")
+
+    # Proxy
+    upstream_url: AnyHttpUrl = AnyHttpUrl("https://sandboxapi.ordercloud.io")
+    upstream_timeout: float = Field(30.0, gt=0, description="seconds to wait for upstream headers")
+    connect_timeout: float = Field(5.0, gt=0)
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="request body limit (413)")
+    upstream_connections: int = Field(256, gt=0, description="pooled upstream connections")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated, or *")
+    verify_tokens: bool = True  # check RS256 signatures with OrderCloud's public keys
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1"])
+
+    # Stores (SQLite file; outbox, visitor profiles, browser ids, decision tables)
+    store: Path = Path("ocgateway.db")
+
+    # Tracking
+    tracking: bool = True
+    events_file: Path | None = None  # JSON lines; the default destination when none is configured
+    cdp_url: AnyHttpUrl | None = None
+    cdp_client_key: str | None = None
+    cdp_pos: str | None = None
+    cdp_channel: str = "WEB"
+    cdp_order_mode: Literal["multi", "single"] = "multi"
+    send_url: AnyHttpUrl | None = None
+    send_site_id: str | None = None
+    discover_url: AnyHttpUrl | None = None
+    discover_api_key: str | None = None
+    webhook_url: AnyHttpUrl | None = None
+    webhook_secret: str | None = None
+    max_attempts: int = Field(12, gt=0, description="delivery attempts before dead-lettering")
+    max_event_age: float = Field(72 * 3600, gt=0, description="seconds before dead-lettering")
+    abandon_after: float = Field(2 * 3600, gt=0, description="seconds of cart inactivity")
+    track_bots: bool = False
+    honour_gpc: bool = True  # Sec-GPC: 1 and X-Tracking-Consent: no mean "do not track"
+
+    # Decisions
+    decisions: Path | None = None  # YAML file or folder of tables
+    admin_token: str | None = None  # bearer for /admin; admin API is closed without it
+    personalize_flow: str | None = None  # friendlyId of the Personalize flow returning segments
+    personalize_timeout_ms: int = Field(150, gt=0)
+    personalize_segments_path: str = "segments"  # where segment names sit in the flow's response
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def upstream(self) -> str:
+        """The upstream base URL without a trailing slash."""
+        return str(self.upstream_url).rstrip("/")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise ConfigError naming the first bad setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = "OCGW_" + str(error["loc"][0]).upper() if error["loc"] else "configuration"
+        raise ConfigError(f"{name}: {error['msg']}") from None
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
