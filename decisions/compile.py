@@ -1,0 +1,298 @@
+"""Validate a table document and compile it into indexed, closure-based tables.
+
+Runs once per published version, so everything that can be decided ahead of a request is decided
+here: segment names are resolved, rules are indexed by a segment they need, actions become ready
+query pairs, split weights become cumulative shares, and collect conflicts are refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from decisions.errors import TableError, ValidationFailed
+from decisions.evaluate import Check, CompiledRule, CompiledTable, Request
+from decisions.loader import Parsed
+from decisions.models import NAMED_KEYS, Rule, Table, TableSet, Then, When
+from decisions.rewrite import Actions, query_keys, query_values
+from decisions.segments import WEEKDAYS, SegmentTest, compile_segment, hour_test
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """One live version: what the service evaluates."""
+
+    version: int
+    document: TableSet
+    by_route: dict[str, tuple[CompiledTable, ...]]
+    segments: dict[str, SegmentTest]
+    cdp_names: frozenset[str]  # casefolded CDP segment names the document refers to
+
+
+def _name(items: Any, index: object, fallback: str) -> str:
+    try:
+        value = items[index].get("id")  # type: ignore[index,union-attr]
+        return str(value) if value else fallback
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return fallback
+
+
+def _real_path(data: object, path: Sequence[object], missing: bool) -> list[object]:
+    """Drop the parts of a pydantic error path that are not in the document (union member tags);
+    a missing field's own name is kept."""
+    real: list[object] = []
+    node = data
+    for i, part in enumerate(path):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif missing and i == len(path) - 1:
+            pass
+        else:
+            continue
+        real.append(part)
+    return real
+
+
+def locate_error(parsed: Parsed, path: Sequence[object], message: str, missing: bool = False) -> TableError:
+    """Name table, rule (or segment) and field for a path into the document, plus file and line."""
+    path = _real_path(parsed.data, path, missing)
+    file, line = parsed.locate(path)
+    data = parsed.data
+    table = rule = segment = None
+    rest = list(path)
+    if len(path) >= 2 and path[0] == "tables" and isinstance(path[1], int):
+        tables = data["tables"]
+        table = _name(tables, path[1], f"#{path[1] + 1}")
+        rest = list(path[2:])
+        if len(path) >= 4 and path[2] == "rules" and isinstance(path[3], int):
+            rule = _name(tables[path[1]]["rules"], path[3], f"rule-{path[3] + 1}")
+            rest = list(path[4:])
+    elif len(path) >= 2 and path[0] == "segments":
+        segment, rest = str(path[1]), list(path[2:])
+    fields = ".".join(str(p) for p in rest)
+    return TableError(message, table=table, rule=rule, segment=segment, field=fields or None,
+                      file=file, line=line)
+
+
+def validate(parsed: Parsed) -> TableSet:
+    """The document as models, or ValidationFailed listing every problem found."""
+    try:
+        document = TableSet.model_validate(parsed.data)
+    except ValidationError as exc:
+        errors = [locate_error(parsed, e["loc"], e["msg"], e["type"] == "missing") for e in exc.errors()]
+        raise ValidationFailed(errors) from None
+    errors = _cross_check(document, parsed)
+    if errors:
+        raise ValidationFailed(errors)
+    return document
+
+
+def rule_ids(table: Table) -> list[str]:
+    return [r.id or f"rule-{i + 1}" for i, r in enumerate(table.rules)]
+
+
+def _refs(when: When | None) -> list[tuple[str, str]]:
+    if when is None:
+        return []
+    out = []
+    for field, value in (("segment", when.segment), ("all", when.all), ("not", when.not_)):
+        for name in [value] if isinstance(value, str) else value or []:
+            out.append((field, name))
+    return out
+
+
+def _cross_check(document: TableSet, parsed: Parsed) -> list[TableError]:
+    errors: list[TableError] = []
+    seen_tables: set[str] = set()
+    for t, table in enumerate(document.tables):
+        base = ("tables", t)
+        if table.id in seen_tables:
+            errors.append(locate_error(parsed, (*base, "id"), f"duplicate table id {table.id!r}"))
+        seen_tables.add(table.id)
+        ids = rule_ids(table)
+        seen_rules: set[str] = set()
+        for r, (rule, rid) in enumerate(zip(table.rules, ids)):
+            at = (*base, "rules", r)
+            if rid in seen_rules:
+                errors.append(locate_error(parsed, (*at, "id"), f"duplicate rule id {rid!r}"))
+            seen_rules.add(rid)
+            for part in ("when", "unless"):
+                when: When | None = getattr(rule, part)
+                for field, name in _refs(when):
+                    if name not in document.segments:
+                        errors.append(locate_error(parsed, (*at, part, field), f"unknown segment {name!r}"))
+                if when and when.from_ and when.until and _epoch(when.from_) >= _epoch(when.until):
+                    errors.append(locate_error(parsed, (*at, part, "until"), "until must be after from"))
+        errors.extend(_unreachable(table, parsed, base))
+        if table.hit == "collect":
+            errors.extend(_conflicts(table, parsed, base))
+    return errors
+
+
+def _unconditional(rule: Rule) -> bool:
+    return rule.enabled and rule.when is None and rule.unless is None and rule.split is None
+
+
+def _unreachable(table: Table, parsed: Parsed, base: tuple[object, ...]) -> list[TableError]:
+    if table.hit != "first":
+        return []
+    for r, rule in enumerate(table.rules[:-1]):
+        if _unconditional(rule):
+            return [locate_error(parsed, (*base, "rules", r + 1), f"unreachable: rule {rule_ids(table)[r]!r} "
+                                 "above it always matches (hit: first)")]
+    return []
+
+
+def _conflicts(table: Table, parsed: Parsed, base: tuple[object, ...]) -> list[TableError]:
+    """Under collect, two rules may not set the same key to different values."""
+    errors: list[TableError] = []
+    owner: dict[str, tuple[str, str]] = {}  # lower key -> (value, rule id)
+    for r, (rule, rid) in enumerate(zip(table.rules, rule_ids(table))):
+        for field, key, value in _fields(rule.then):
+            low = key.lower()
+            if low in owner and owner[low][0] != value:
+                errors.append(locate_error(parsed, (*base, "rules", r, "then", *field),
+                                           f"conflicts with rule {owner[low][1]!r} under hit: collect"))
+            owner.setdefault(low, (value, rid))
+    return errors
+
+
+def _value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "&".join(str(v) for v in value)
+    return str(value)
+
+
+def _fields(then: Then) -> list[tuple[tuple[str, ...], str, str]]:
+    """(path under then, query key, value) for each action, in SDK order: filters first."""
+    out: list[tuple[tuple[str, ...], str, str]] = []
+    if then.pin:
+        out.append((("pin",), "ID", "|".join(then.pin)))
+    for key, value in (then.filters or {}).items():
+        out.append((("filters", key), key, _value(value)))
+    for key in NAMED_KEYS:
+        value = getattr(then, key)
+        if value is not None:
+            out.append(((key,), key, _value(value)))
+    return out
+
+
+def actions_of(then: Then) -> Actions:
+    pairs: list[tuple[str, str]] = []
+    for _, key, _joined in _fields(then):
+        if key == "ID":
+            pairs.append((key, _joined))
+            continue
+        raw = (then.filters or {}).get(key) if then.filters and key in then.filters else None
+        if isinstance(raw, list):
+            pairs.extend((key, str(v)) for v in raw)  # repeated key = AND in OrderCloud
+        else:
+            pairs.append((key, _joined))
+    return Actions(tuple(pairs), tuple(then.pin) if then.pin else None, then.override)
+
+
+def _epoch(moment: datetime | date) -> float:
+    if isinstance(moment, datetime):
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return datetime(moment.year, moment.month, moment.day, tzinfo=UTC).timestamp()
+
+
+def _many(value: str | list[str] | None) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    return frozenset([value] if isinstance(value, str) else value)
+
+
+def _checks(when: When) -> list[tuple[str, Check]]:
+    checks: list[tuple[str, Check]] = []
+    if when.segment is not None:
+        any_of = _many(when.segment)
+        checks.append(("segment", lambda q, s=any_of: not s.isdisjoint(q.segments)))
+    if when.all:
+        checks.append(("all", lambda q, s=frozenset(when.all): s <= q.segments))
+    if when.not_ is not None:
+        checks.append(("not", lambda q, s=_many(when.not_): s.isdisjoint(q.segments)))
+    if when.param is not None:
+        keys = frozenset(k.lower() for k in _many(when.param))
+        checks.append(("param", lambda q, s=keys: s <= q.keys))
+    if when.absent is not None:
+        keys = frozenset(k.lower() for k in _many(when.absent))
+        checks.append(("absent", lambda q, s=keys: s.isdisjoint(q.keys)))
+    if when.equals:
+        wanted = tuple((k.lower(), v) for k, v in when.equals.items())
+        checks.append(("equals", lambda q, w=wanted: all(v in q.values.get(k, ()) for k, v in w)))
+    if when.from_ is not None:
+        checks.append(("from", lambda q, t=_epoch(when.from_): q.now >= t))
+    if when.until is not None:
+        checks.append(("until", lambda q, t=_epoch(when.until): q.now < t))
+    if when.weekday is not None:
+        days = frozenset(WEEKDAYS.index(d) for d in when.weekday)
+        checks.append(("weekday", lambda q, s=days: q.weekday in s))
+    if when.hour is not None:
+        checks.append(("hour", lambda q, ok=hour_test(when.hour): ok(q.hour)))
+    return checks
+
+
+def _compile_rule(table: Table, rule: Rule, rid: str, order: int) -> CompiledRule:
+    checks = _checks(rule.when) if rule.when else []
+    if rule.unless is not None:
+        inner = [c for _, c in _checks(rule.unless)]
+        checks.append(("unless", lambda q, cs=tuple(inner): not all(c(q) for c in cs)))
+    split = None
+    if rule.split:
+        total = sum(rule.split.values())
+        running, shares = 0, []
+        for name, weight in rule.split.items():
+            running += weight
+            shares.append((name, running / total))
+        split = tuple(shares)
+    return CompiledRule(table.id, rid, order, tuple(checks), actions_of(rule.then), split)
+
+
+def _index_keys(rule: Rule) -> list[str | None]:
+    """Segments the rule cannot match without; [None]: the rule is tried for everyone."""
+    when = rule.when
+    if when is not None and when.segment is not None:
+        return sorted(_many(when.segment))  # any-of: reachable through each of them
+    if when is not None and when.all:
+        return [when.all[0]]
+    return [None]
+
+
+def compile_table(table: Table) -> CompiledTable:
+    ids = rule_ids(table)
+    live = [(pos, rule, rid) for pos, (rule, rid) in enumerate(zip(table.rules, ids)) if rule.enabled]
+    if table.hit == "priority":
+        live.sort(key=lambda p: (-p[1].priority, p[0]))
+    rules = tuple(_compile_rule(table, rule, rid, order) for order, (_, rule, rid) in enumerate(live))
+    index: dict[str | None, list[CompiledRule]] = {}
+    for (_, rule, _), compiled in zip(live, rules):
+        for key in _index_keys(rule):
+            index.setdefault(key, []).append(compiled)
+    return CompiledTable(table.id, table.applies_to, table.hit, rules, {k: tuple(v) for k, v in index.items()})
+
+
+def compile_document(document: TableSet, version: int) -> Compiled:
+    by_route: dict[str, list[CompiledTable]] = {}
+    for table in document.tables:
+        if table.enabled:
+            by_route.setdefault(table.applies_to, []).append(compile_table(table))
+    segments = {name: compile_segment(d) for name, d in document.segments.items()}
+    cdp = frozenset(d.cdp.casefold() for d in document.segments.values() if d.cdp)
+    return Compiled(version, document, {k: tuple(v) for k, v in by_route.items()}, segments, cdp)
+
+
+def request_for(segments: frozenset[str], raw_query: str, now: float, visitor_id: str | None) -> Request:
+    """Everything rule conditions look at, from one call."""
+    tm = time.gmtime(now)
+    return Request(segments, query_keys(raw_query), query_values(raw_query), now, tm.tm_wday, tm.tm_hour,
+                   visitor_id)

@@ -1,0 +1,152 @@
+"""Pure evaluation: compiled tables + a request's segments, params and time -> the rules that hit.
+
+No I/O and no clock: everything arrives in `Request`. Tables are compiled once per published
+version (decisions/compile.py) with rules indexed by a segment they require, so a call only tries
+the rules its visitor could match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from heapq import merge
+
+from decisions.rewrite import Actions
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    segments: frozenset[str]
+    keys: frozenset[str]  # lower-cased query keys the shopper set
+    values: dict[str, list[str]]  # lower-cased key -> decoded values
+    now: float
+    weekday: int
+    hour: int
+    visitor_id: str | None
+
+
+Check = Callable[[Request], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    table: str
+    id: str
+    order: int  # position under first/collect; priority rank under priority
+    checks: tuple[tuple[str, Check], ...]  # (condition name, test), all must pass
+    actions: Actions
+    split: tuple[tuple[str, float], ...] | None = None  # (variant, cumulative share in 0..1)
+
+    def failing(self, request: Request) -> str | None:
+        """The first condition that does not hold, or None."""
+        for name, check in self.checks:
+            if not check(request):
+                return name
+        if self.split is not None and request.visitor_id is None:
+            return "split (no visitor id to bucket)"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTable:
+    id: str
+    route: str
+    hit: str
+    rules: tuple[CompiledRule, ...]  # in evaluation order
+    index: dict[str | None, tuple[CompiledRule, ...]] = field(default_factory=dict)
+
+    def candidates(self, segments: frozenset[str]) -> Sequence[CompiledRule]:
+        """Rules this visitor could match, in evaluation order."""
+        index = self.index
+        lists = [index[s] for s in segments if s in index]
+        rest = index.get(None)
+        if rest:
+            lists.append(rest)
+        if not lists:
+            return ()
+        if len(lists) == 1:
+            return lists[0]
+        seen: set[int] = set()
+        out = []
+        for rule in merge(*lists, key=_order):
+            if rule.order not in seen:
+                seen.add(rule.order)
+                out.append(rule)
+        return out
+
+
+def _order(rule: CompiledRule) -> int:
+    return rule.order
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    rule: CompiledRule
+    variant: str | None  # None when the rule has no split; "control" means no rewrite
+
+    @property
+    def actions(self) -> Actions | None:
+        return None if self.variant == "control" else self.rule.actions
+
+
+def bucket(visitor_id: str, table: str, rule: str) -> float:
+    """A stable number in [0, 1) per visitor and rule: same on every replica and after restarts."""
+    digest = hashlib.sha256(f"{table}\x1f{rule}\x1f{visitor_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def variant_of(rule: CompiledRule, visitor_id: str) -> str:
+    point = bucket(visitor_id, rule.table, rule.id)
+    assert rule.split is not None
+    for name, upto in rule.split:
+        if point < upto:
+            return name
+    return rule.split[-1][0]
+
+
+def _hit(rule: CompiledRule, request: Request) -> Hit:
+    if rule.split is None:
+        return Hit(rule, None)
+    return Hit(rule, variant_of(rule, request.visitor_id))  # type: ignore[arg-type]
+
+
+def evaluate_table(table: CompiledTable, request: Request) -> list[Hit]:
+    """The hits of one table under its hit policy (first and priority: at most one)."""
+    hits: list[Hit] = []
+    for rule in table.candidates(request.segments):
+        for _, check in rule.checks:
+            if not check(request):
+                break
+        else:
+            if rule.split is not None and request.visitor_id is None:
+                continue
+            hits.append(_hit(rule, request))
+            if table.hit != "collect":
+                break
+    return hits
+
+
+def evaluate(tables: Sequence[CompiledTable], request: Request) -> list[Hit]:
+    """Hits of every table for one route, in table order."""
+    hits: list[Hit] = []
+    for table in tables:
+        hits.extend(evaluate_table(table, request))
+    return hits
+
+
+def explain_table(table: CompiledTable, request: Request) -> list[dict[str, object]]:
+    """Every rule of a table with whether it matched and, if not, the condition that failed."""
+    winners = {id(h.rule): h for h in evaluate_table(table, request)}
+    out: list[dict[str, object]] = []
+    for rule in sorted(table.rules, key=_order):
+        failed = rule.failing(request)
+        entry: dict[str, object] = {"rule": rule.id, "matched": failed is None, "chosen": id(rule) in winners}
+        if failed is not None:
+            entry["failed"] = failed
+        elif id(rule) in winners and winners[id(rule)].variant is not None:
+            entry["variant"] = winners[id(rule)].variant
+        elif failed is None and id(rule) not in winners:
+            entry["note"] = f"an earlier rule won (hit: {table.hit})"
+        out.append(entry)
+    return out

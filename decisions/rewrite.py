@@ -1,0 +1,103 @@
+"""Rewriting the shopper's raw OrderCloud list query, and re-ordering a ListPage to a pin order.
+
+The raw query is never rebuilt from a dict: each original `key=value` pair is kept byte for byte and
+in order; only pairs an `override: true` action replaces are dropped, and the decision's pairs are
+appended, encoded the way the OrderCloud JS SDK encodes (`encodeURIComponent`: `|` as %7C, `!` `*`
+raw), so OrderCloud sees what a storefront would have sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, unquote_plus
+
+Pair = tuple[str, str]  # decoded (key, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Actions:
+    """One rule's rewrite: pairs to append (decoded), an optional pin, and whether it overrides."""
+
+    pairs: tuple[Pair, ...]
+    pin: tuple[str, ...] | None = None
+    override: bool = False
+
+
+def encode(text: str) -> str:
+    """encodeURIComponent: unreserved characters and !*'() stay raw, everything else is escaped."""
+    return quote(text, safe="!*'()")
+
+
+def query_keys(raw_query: str) -> frozenset[str]:
+    """Lower-cased keys the shopper set (OrderCloud matches keys case-insensitively)."""
+    return frozenset(unquote_plus(p.split("=", 1)[0]).lower() for p in raw_query.split("&") if p)
+
+
+def query_values(raw_query: str) -> dict[str, list[str]]:
+    """Lower-cased key -> decoded values, for `equals` conditions."""
+    values: dict[str, list[str]] = {}
+    for key, value in parse_qsl(raw_query, keep_blank_values=True):
+        values.setdefault(key.lower(), []).append(value)
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    query: str
+    pin: tuple[str, ...] | None
+    applied: tuple[str, ...]  # lower-cased keys the decision set
+    kept: tuple[str, ...]  # lower-cased keys left as the shopper set them
+
+
+def rewrite_query(raw_query: str, steps: Iterable[Actions]) -> Rewrite:
+    """Apply each rule's actions in order. The shopper's explicit keys win unless `override`;
+    a key set by an earlier step wins over a later one (first table/rule first)."""
+    original = [p for p in raw_query.split("&")] if raw_query else []
+    shopper = query_keys(raw_query)
+    dropped: set[str] = set()
+    taken: set[str] = set()
+    added: list[str] = []
+    kept: list[str] = []
+    pin: tuple[str, ...] | None = None
+    for step in steps:
+        step_keys: set[str] = set()
+        for key, value in step.pairs:
+            low = key.lower()
+            if low in taken and low not in step_keys:
+                continue
+            if low in shopper and low not in dropped:
+                if not step.override:
+                    kept.append(low)
+                    continue
+                dropped.add(low)
+            step_keys.add(low)
+            added.append(f"{encode(key)}={encode(value)}")
+            if low == "id" and step.pin is not None:
+                pin = step.pin
+        taken |= step_keys
+    if dropped:
+        original = [p for p in original if unquote_plus(p.split("=", 1)[0]).lower() not in dropped]
+    query = "&".join(original + added)
+    return Rewrite(query, pin, tuple(sorted(taken)), tuple(dict.fromkeys(kept)))
+
+
+def reorder_for(pin: Sequence[str]) -> Callable[[bytes], bytes]:
+    """A body rewriter: `Items` in pin order first, unpinned items after in their own order."""
+    rank = {item_id: i for i, item_id in enumerate(pin)}
+
+    def reorder(body: bytes) -> bytes:
+        page = json.loads(body)
+        items = page.get("Items") if isinstance(page, dict) else None
+        if not isinstance(items, list):
+            return body
+        size = len(rank)
+        keyed = sorted(
+            enumerate(items),
+            key=lambda p: (rank.get(p[1].get("ID") if isinstance(p[1], dict) else None, size), p[0]),
+        )
+        page["Items"] = [item for _, item in keyed]
+        return json.dumps(page, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    return reorder
