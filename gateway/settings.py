@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     upstream_connections: int = Field(256, gt=0, description="pooled upstream connections")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated, or *")
     verify_tokens: bool = True  # check RS256 signatures with OrderCloud's public keys
+    access_log: bool = False  # one line per proxied call, credentials redacted
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1"])
 
     # Stores (SQLite file; outbox, visitor profiles, browser ids, decision tables)

@@ -1,0 +1,83 @@
+"""`ocgateway`: serve the gateway, run the local OrderCloud sandbox or the demo, and operate the
+tracker and decision tables."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from gateway.settings import ConfigError, Settings, load_settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning" if settings.log_level == "info" else settings.log_level,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+        lifespan="on",
+    )
+    return 0
+
+
+def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.sandbox import serve
+
+    serve(args.host, args.port)
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.demo import run
+
+    return run()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocgateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway (configured by OCGW_* variables)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="processes; one per core")
+    serve.set_defaults(func=_serve)
+
+    sandbox = commands.add_parser("sandbox", help="run the local OrderCloud sandbox")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8100)
+    sandbox.set_defaults(func=_sandbox)
+
+    demo = commands.add_parser("demo", help="run a scripted shopper journey through the gateway")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"ocgateway: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if settings.access_log:
+        logging.getLogger("ocgateway.access").setLevel(logging.INFO)
+    else:
+        logging.getLogger("ocgateway.access").setLevel(logging.WARNING)
+    return int(args.func(args, settings) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

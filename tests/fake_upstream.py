@@ -1,0 +1,70 @@
+"""A fake OrderCloud upstream for proxy tests: echoes what it received, or misbehaves on request."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+
+from starlette.types import Receive, Scope, Send
+
+GZIPPED = gzip.compress(b'{"Items":[]}' * 100)
+BIG_CHUNK = b"x" * 65536
+
+
+class FakeUpstream:
+    """`/v1/echo...` echoes; `/v1/slow` stalls; `/v1/big` streams 20 MB; `/v1/status/N` answers N;
+    `/v1/gzip` answers a gzipped body; `/v1/hop` answers with hop-by-hop headers."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, object]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        record = {
+            "method": scope["method"],
+            "raw_path": scope["raw_path"].decode("latin-1"),
+            "query": scope["query_string"].decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+            "body": body.decode("latin-1"),
+        }
+        self.seen.append(record)
+        path = scope["path"]
+        if path == "/v1/slow":
+            await asyncio.sleep(5)
+        if path == "/v1/big":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/octet-stream"),
+                                    (b"content-length", str(320 * len(BIG_CHUNK)).encode())]})
+            for _ in range(320):
+                await send({"type": "http.response.body", "body": BIG_CHUNK, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if path == "/v1/gzip":
+            await _reply(send, 200, GZIPPED, [(b"content-encoding", b"gzip")])
+            return
+        if path == "/v1/hop":
+            await _reply(send, 200, b"{}", [(b"connection", b"x-internal"), (b"x-internal", b"1"),
+                                              (b"keep-alive", b"timeout=5"), (b"x-kept", b"yes")])
+            return
+        if path.startswith("/v1/status/"):
+            status = int(path.rsplit("/", 1)[1])
+            await _reply(send, status, json.dumps({"Errors": [{"ErrorCode": "Boom"}]}).encode(), [])
+            return
+        status = 204 if scope["method"] == "DELETE" else 200
+        payload = b"" if status == 204 else json.dumps(record).encode()
+        await _reply(send, status, payload, [(b"x-upstream", b"fake"), (b"etag", b'"abc"')])
+
+
+async def _reply(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,251 @@
+"""The proxy end to end through real sockets: gateway (uvicorn) in front of a fake upstream."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.servers import free_port, running
+from tests.fake_upstream import GZIPPED, FakeUpstream
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[tuple[str, FakeUpstream]]:
+    fake = FakeUpstream()
+    with running(fake) as url:
+        yield url, fake
+
+
+def settings(upstream_url: str, **overrides: object) -> Settings:
+    values = dict(upstream_url=upstream_url, tracking=False, max_body_bytes=1_000_000,
+                  upstream_timeout=2.0, cors_origins=["https://shop.example"])
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: tuple[str, FakeUpstream]) -> Iterator[str]:
+    with running(create_app(settings(upstream[0])), lifespan="on") as url:
+        yield url
+
+
+def last(fake: FakeUpstream) -> dict:
+    return fake.seen[-1]
+
+
+def header(record: dict, name: str) -> list[str]:
+    return [v for k, v in record["headers"] if k.lower() == name]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+def test_every_method_passes_through_identically(upstream, gateway, method):
+    url, fake = upstream
+    body = b'{"ProductID":"p-001"}' if method in ("POST", "PUT", "PATCH") else None
+    headers = {"Authorization": "Bearer abc.def.ghi", "Content-Type": "application/json"}
+    direct = httpx.request(method, url + "/v1/echo/x", content=body, headers=headers)
+    direct_seen = last(fake)
+    proxied = httpx.request(method, gateway + "/v1/echo/x", content=body, headers=headers)
+    proxied_seen = last(fake)
+
+    assert proxied.status_code == direct.status_code
+    assert proxied_seen["method"] == method
+    assert proxied_seen["body"] == direct_seen["body"]
+    assert header(proxied_seen, "authorization") == ["Bearer abc.def.ghi"]
+    for name in ("content-type", "x-upstream", "etag"):
+        assert proxied.headers.get(name) == direct.headers.get(name)
+    if method != "HEAD":  # the echo differs by the X-Forwarded-* headers, so compare framing
+        assert int(proxied.headers.get("content-length", 0)) == len(proxied.content)
+    if method not in ("HEAD", "DELETE"):
+        echoed = json.loads(proxied.content)
+        assert echoed["raw_path"] == "/v1/echo/x"
+
+
+def test_raw_query_survives_byte_for_byte(upstream, gateway):
+    _, fake = upstream
+    query = ("ID=a%7Cb%7Cc&xp.Color=!red&xp.Color=!blue&xp.Price=%3E10&Name=Bik*&IsX=false"
+             "&search=bike&searchOn=Name%2Cxp.Color&sortBy=!Name%2CID&page=2&pageSize=100&x=a+b%20c")
+    response = httpx.get(gateway + "/v1/me/products?" + query, headers={"Authorization": "Bearer t"})
+    assert response.status_code == 200
+    assert last(fake)["query"] == query
+    assert last(fake)["raw_path"] == "/v1/me/products"
+
+
+def test_raw_path_is_not_reencoded(upstream, gateway):
+    _, fake = upstream
+    httpx.get(gateway + "/v1/me/products/p%20001%21")
+    assert last(fake)["raw_path"] == "/v1/me/products/p%20001%21"
+
+
+def test_hop_by_hop_headers_are_dropped_both_ways(upstream, gateway):
+    _, fake = upstream
+    response = httpx.get(
+        gateway + "/v1/hop",
+        headers={"Connection": "keep-alive, X-Secret", "X-Secret": "s", "TE": "trailers",
+                 "Keep-Alive": "timeout=5", "Proxy-Authorization": "Basic x", "X-Other": "o"},
+    )
+    seen = last(fake)
+    for name in ("x-secret", "te", "keep-alive", "proxy-authorization"):
+        assert header(seen, name) == [], name
+    assert header(seen, "x-other") == ["o"]
+    assert "x-internal" not in response.headers
+    assert "keep-alive" not in response.headers
+    assert response.headers["x-kept"] == "yes"
+
+
+def test_host_is_the_upstreams_and_forwarded_headers_are_set(upstream, gateway):
+    url, fake = upstream
+    httpx.get(gateway + "/v1/echo", headers={"Host": "evil.example", "X-Forwarded-For": "6.6.6.6"})
+    seen = last(fake)
+    assert header(seen, "host") == [url.removeprefix("http://")]
+    # The test client is on 127.0.0.1, a trusted proxy by default, so its XFF is extended.
+    assert header(seen, "x-forwarded-for") == ["6.6.6.6, 127.0.0.1"]
+    assert header(seen, "x-forwarded-proto") == ["http"]
+    assert header(seen, "x-forwarded-host") == ["evil.example"]
+
+
+def test_untrusted_peer_cannot_spoof_forwarded_for(upstream):
+    url, fake = upstream
+    app = create_app(settings(url, trusted_proxies=["10.9.9.9"]))
+    with running(app, lifespan="on") as gw:
+        httpx.get(gw + "/v1/echo", headers={"X-Forwarded-For": "6.6.6.6"})
+    assert header(last(fake), "x-forwarded-for") == ["127.0.0.1"]
+
+
+def test_content_encoding_passes_through_untouched(gateway):
+    with httpx.Client() as client:
+        with client.stream("GET", gateway + "/v1/gzip", headers={"Accept-Encoding": "gzip"}) as r:
+            raw = b"".join(r.iter_raw())
+    assert r.headers["content-encoding"] == "gzip"
+    assert raw == GZIPPED
+    assert gzip.decompress(raw).startswith(b'{"Items":[]}')
+
+
+def test_upstream_error_statuses_pass_through(gateway):
+    response = httpx.get(gateway + "/v1/status/503")
+    assert response.status_code == 503
+    assert response.json() == {"Errors": [{"ErrorCode": "Boom"}]}
+
+
+def test_upstream_down_is_502_in_ordercloud_shape():
+    app = create_app(settings(f"http://127.0.0.1:{free_port()}"))
+    with running(app, lifespan="on") as gw:
+        response = httpx.get(gw + "/v1/me")
+    assert response.status_code == 502
+    error = response.json()["Errors"][0]
+    assert error["ErrorCode"] == "Gateway.UpstreamUnavailable"
+    assert set(error) == {"ErrorCode", "Message", "Data"}
+
+
+def test_upstream_timeout_is_504(upstream):
+    app = create_app(settings(upstream[0], upstream_timeout=0.3))
+    with running(app, lifespan="on") as gw:
+        response = httpx.get(gw + "/v1/slow", timeout=10)
+    assert response.status_code == 504
+    assert response.json()["Errors"][0]["ErrorCode"] == "Gateway.UpstreamTimeout"
+
+
+def test_body_over_the_limit_is_413_and_never_forwarded(upstream, gateway):
+    _, fake = upstream
+    before = len(fake.seen)
+    response = httpx.post(gateway + "/v1/echo", content=b"x" * 1_000_001)
+    assert response.status_code == 413
+    assert response.json()["Errors"][0]["ErrorCode"] == "Request.TooLarge"
+    assert len(fake.seen) == before
+
+
+def test_chunked_body_over_the_limit_is_refused(upstream, gateway):
+    _, fake = upstream
+
+    def chunks():
+        for _ in range(20):
+            yield b"y" * 100_000
+
+    response = httpx.post(gateway + "/v1/echo", content=chunks())
+    assert response.status_code in (413, 502)
+    assert all(len(record["body"]) <= 1_000_000 for record in fake.seen)
+
+
+def test_large_request_body_streams_through(upstream, gateway):
+    _, fake = upstream
+    body = b"z" * 900_000
+    response = httpx.put(gateway + "/v1/echo", content=body)
+    assert response.status_code == 200
+    assert last(fake)["body"] == body.decode()
+
+
+def test_cors_preflight_is_answered_by_the_gateway(upstream, gateway):
+    _, fake = upstream
+    before = len(fake.seen)
+    response = httpx.options(
+        gateway + "/v1/me/products",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "authorization, content-type"},
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "https://shop.example"
+    assert "GET" in response.headers["access-control-allow-methods"]
+    assert "authorization" in response.headers["access-control-allow-headers"].lower()
+    assert len(fake.seen) == before  # never forwarded
+
+
+def test_cors_refuses_unknown_origins_and_decorates_proxied_answers(gateway):
+    refused = httpx.options(gateway + "/v1/me", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    assert refused.status_code == 400
+    proxied = httpx.get(gateway + "/v1/echo", headers={"Origin": "https://shop.example"})
+    assert proxied.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/../admin", "/v1/%2e%2e/admin", "/v1/me%2Fproducts", "/v1/me/..%2F..%2Fx", "/v1/a\\b",
+    "/admin2", "/etc/passwd", "/v1/%2E%2E/%2E%2E/x", "/v1/.%2e/x",
+])
+def test_path_escapes_are_refused_without_calling_upstream(upstream, gateway, path):
+    _, fake = upstream
+    before = len(fake.seen)
+    with socket.create_connection(("127.0.0.1", int(gateway.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        reply = sock.recv(65536).decode("latin-1")
+    assert reply.split(" ")[1] in ("400", "404"), reply
+    assert len(fake.seen) == before
+
+
+def test_absolute_form_request_cannot_pick_another_host(upstream, gateway):
+    url, fake = upstream
+    port = int(gateway.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET http://evil.example:81/v1/echo HTTP/1.1\r\nHost: evil.example:81\r\n"
+                     b"Connection: close\r\n\r\n")
+        reply = sock.recv(65536).decode("latin-1")
+    assert reply.startswith("HTTP/1.1 200")
+    seen = last(fake)
+    assert seen["raw_path"] == "/v1/echo"
+    assert header(seen, "host") == [url.removeprefix("http://")]
+
+
+def test_tokens_never_reach_the_logs(upstream, caplog):
+    url, _ = upstream
+    logging.getLogger("ocgateway.access").setLevel(logging.INFO)
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJ1c3IiOiJzZWNyZXQifQ.c2lnbmF0dXJlLXNlY3JldA"
+    with caplog.at_level(logging.DEBUG):
+        with running(create_app(settings(url)), lifespan="on") as gw:
+            httpx.put(gw + f"/v1/me/orders?anonUserToken={token}&x=1",
+                      headers={"Authorization": f"Bearer {token}"})
+            httpx.post(gw + "/oauth/token", content=f"grant_type=password&username=u&password={token}",
+                       headers={"Authorization": f"Bearer {token}"})
+            httpx.get(gw + f"/v1/me?access_token={token}", headers={"Authorization": f"Bearer {token}"})
+    # Only the server side's records: the test's own HTTP client logs its URLs too.
+    text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore")))
+    assert "/v1/me/orders?anonUserToken=REDACTED&x=1" in text
+    assert token not in text
+    assert "signature-secret" not in text
