@@ -13,7 +13,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.servers import free_port, running
+from tests.servers import free_port, gateway_process, running
 from tests.fake_upstream import GZIPPED, FakeUpstream
 
 pytestmark = pytest.mark.e2e
@@ -249,3 +249,26 @@ def test_tokens_never_reach_the_logs(upstream, caplog):
     assert "/v1/me/orders?anonUserToken=REDACTED&x=1" in text
     assert token not in text
     assert "signature-secret" not in text
+
+
+def _peak_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_20mb_answer_streams_without_the_gateway_holding_it(upstream, tmp_path):
+    url, _ = upstream
+    env = {"OCGW_UPSTREAM_URL": url, "OCGW_TRACKING": "false", "OCGW_STORE": str(tmp_path / "s.db")}
+    with gateway_process(env) as (gw, process):
+        httpx.get(gw + "/v1/echo")  # warm up: pools, imports
+        before = _peak_rss_kb(process.pid)
+        received = 0
+        with httpx.stream("GET", gw + "/v1/big", timeout=30) as response:
+            for chunk in response.iter_raw():
+                received += len(chunk)
+        growth_mb = (_peak_rss_kb(process.pid) - before) / 1024
+    assert received == 20 * 1024 * 1024
+    assert growth_mb < 8, f"gateway peak memory grew {growth_mb:.1f} MB for a 20 MB answer"
