@@ -1,0 +1,34 @@
+"""JSON lines file: the default destination, and the simplest way to see what is tracked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from tracking.events import ALL_TYPES, Event
+
+
+def line(event: Event) -> str:
+    return event.to_json() + "\n"
+
+
+class FileDestination:
+    name = "file"
+    accepts = ALL_TYPES
+    max_batch = 500
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    async def send(self, events: Sequence[Event]) -> None:
+        text = "".join(line(e) for e in events)
+        await asyncio.to_thread(self._append, text)
+
+    def _append(self, text: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -1,0 +1,93 @@
+"""The canonical tracking event: one shape every destination formats from.
+
+An event gets its id and time when the gateway sees the call; retries and replays reuse both, so
+receivers can de-duplicate. Types follow OrderCloud's Tracking Events naming (the webhook prefixes
+them with `sitecore.backbone.messages.`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+IDENTIFIED = "sessions.identified"
+PRODUCT_VIEWED = "products.viewed"
+PRODUCTS_SEARCHED = "products.searched"
+LINE_ADDED = "orders.lines.added"
+LINE_UPDATED = "orders.lines.updated"
+LINE_REMOVED = "orders.lines.removed"
+CART_CLEARED = "orders.cleared"
+ORDER_SUBMITTED = "orders.submitted"
+CART_ABANDONED = "orders.abandoned"
+DECISION_EXPOSED = "decisions.exposed"
+
+ALL_TYPES = frozenset(
+    {
+        IDENTIFIED,
+        PRODUCT_VIEWED,
+        PRODUCTS_SEARCHED,
+        LINE_ADDED,
+        LINE_UPDATED,
+        LINE_REMOVED,
+        CART_CLEARED,
+        ORDER_SUBMITTED,
+        CART_ABANDONED,
+        DECISION_EXPOSED,
+    }
+)
+
+
+@dataclass(slots=True)
+class Event:
+    """One thing a shopper did, hydrated with what the destinations need.
+
+    `context` holds request facts (ip, user_agent, referrer, origin, language, currency);
+    `data` holds the OrderCloud objects (order, lineitems, products, user, product, search...).
+    """
+
+    type: str
+    visitor: str | None
+    occurred_at: float  # epoch seconds
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    anonymous: bool = True
+    previous_visitor: str | None = None  # the anonymous visitor an identify stitches in
+    browser_id: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def time(self) -> str:
+        """ISO 8601 UTC with milliseconds, the form every destination accepts."""
+        moment = datetime.fromtimestamp(self.occurred_at, tz=timezone.utc)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Event:
+        return cls(**json.loads(text))
+
+
+def exposure(
+    visitor: str,
+    table: str,
+    rule: str,
+    variant: str,
+    *,
+    at: float,
+    anonymous: bool = True,
+    browser_id: str | None = None,
+) -> Event:
+    """A decision exposure, for `TrackingService.emit`: which table/rule/variant the shopper saw."""
+    return Event(
+        type=DECISION_EXPOSED,
+        visitor=visitor,
+        occurred_at=at,
+        anonymous=anonymous,
+        browser_id=browser_id,
+        data={"table": table, "rule": rule, "variant": variant},
+    )

@@ -1,0 +1,182 @@
+"""From one proxied OrderCloud call to canonical events: a pure function, no I/O.
+
+Whatever needs the network (the user behind a new token, all line items of an order, products)
+is added later by `hydrate`; this module only reads the call, its request body and its response.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+import jwt
+
+from gateway import operations as ops
+from gateway.call import Call
+from tracking import events as ev
+from tracking.events import Event
+from tracking.privacy import scrub
+
+TRACKED_KINDS = frozenset(
+    {
+        ops.TOKEN,
+        ops.REGISTER,
+        ops.TRANSFER,
+        ops.PRODUCT_GET,
+        ops.PRODUCTS_LIST,
+        ops.LINEITEM_CREATE,
+        ops.LINEITEM_UPDATE,
+        ops.LINEITEM_DELETE,
+        ops.ORDER_DELETE,
+        ops.ORDER_SUBMIT,
+    }
+)
+_SEARCH_RESULTS_KEPT = 20
+
+
+def events_for(call: Call, status: int, body: bytes, *, client_key: str | None = None) -> list[Event]:
+    """The events one call produces; none unless the upstream answered 2xx."""
+    if not 200 <= status < 300 or call.operation.kind not in TRACKED_KINDS:
+        return []
+    kind = call.operation.kind
+    ids = call.operation.ids
+    answer = _json(body)
+    visitor = call.visitor
+
+    def event(type_: str, **data: Any) -> Event:
+        return Event(
+            type=type_,
+            visitor=visitor.id if visitor else None,
+            anonymous=visitor.anonymous if visitor else True,
+            occurred_at=call.received_at,
+            browser_id=browser_hint(call, client_key),
+            context=_context(call),
+            data=scrub(data),
+        )
+
+    if kind == ops.TOKEN:
+        form = dict(parse_qsl(call.body.decode("utf-8", "replace")))
+        if form.get("grant_type") != "password" or not isinstance(answer, dict):
+            return []
+        identified = event(ev.IDENTIFIED, method="login", username=form.get("username"))
+        identified.visitor, identified.anonymous = None, False
+        if visitor and visitor.anonymous:
+            identified.previous_visitor = visitor.id
+        return [identified]
+    if kind in (ops.REGISTER, ops.TRANSFER):
+        previous = anonymous_visitor(call.query) or (
+            visitor.id if visitor and visitor.anonymous else None
+        )
+        if kind == ops.REGISTER:
+            identified = event(ev.IDENTIFIED, method="register", user=_json(call.body))
+            identified.visitor = None  # the new user; known once the new token is hydrated
+        else:
+            identified = event(ev.IDENTIFIED, method="transfer")
+        identified.anonymous = False
+        identified.previous_visitor = previous
+        return [identified]
+    if kind == ops.PRODUCT_GET:
+        product = answer if isinstance(answer, dict) else {"ID": ids.get("product")}
+        return [event(ev.PRODUCT_VIEWED, product=product)]
+    if kind == ops.PRODUCTS_LIST:
+        params = dict((k.lower(), v) for k, v in parse_qsl(call.query, keep_blank_values=True))
+        term = params.get("search", "").strip()
+        if not term:
+            return []
+        items = answer.get("Items") if isinstance(answer, dict) else None
+        meta = answer.get("Meta") if isinstance(answer, dict) else None
+        found = [i.get("ID") for i in (items or [])[:_SEARCH_RESULTS_KEPT] if isinstance(i, dict)]
+        return [
+            event(
+                ev.PRODUCTS_SEARCHED,
+                search=term,
+                category=params.get("categoryid"),
+                total=(meta or {}).get("TotalCount", len(found)),
+                products=found,
+            )
+        ]
+    where = {
+        "order_id": ids.get("order"),
+        "direction": ids.get("direction"),
+        "cart": call.operation.cart,
+    }
+    if kind in (ops.LINEITEM_CREATE, ops.LINEITEM_UPDATE):
+        type_ = ev.LINE_ADDED if kind == ops.LINEITEM_CREATE else ev.LINE_UPDATED
+        return [event(type_, lineitem=answer if isinstance(answer, dict) else {}, **where)]
+    if kind == ops.LINEITEM_DELETE:
+        return [event(ev.LINE_REMOVED, lineitem={"ID": ids.get("lineitem")}, **where)]
+    if kind == ops.ORDER_DELETE:
+        return [event(ev.CART_CLEARED, **where)]
+    # ORDER_SUBMIT
+    order = answer if isinstance(answer, dict) else {}
+    where["order_id"] = where["order_id"] or order.get("ID")
+    return [event(ev.ORDER_SUBMITTED, order=order, **where)]
+
+
+def anonymous_visitor(query: str) -> str | None:
+    """`anon-{orderid}` from the `anonUserToken` query parameter, read but never kept.
+
+    The signature is not checked: the gateway only needs a stitching hint, OrderCloud itself
+    decides whether the transfer is allowed.
+    """
+    for key, value in parse_qsl(query):
+        if key.lower() == "anonusertoken" and value:
+            try:
+                claims = jwt.decode(value, options={"verify_signature": False})
+            except jwt.PyJWTError:
+                return None
+            order = claims.get("orderid")
+            return f"anon-{order}" if order else None
+    return None
+
+
+def browser_hint(call: Call, client_key: str | None) -> str | None:
+    """The storefront's own CDP browser id: `X-Browser-Id`, else the `bid_{clientKey}` cookie."""
+    header = call.headers.get("x-browser-id", "").strip()
+    if header:
+        return header
+    wanted = f"bid_{client_key}".lower() if client_key else None
+    for cookie in call.headers.getlist("cookie"):
+        for part in cookie.split(";"):
+            name, _, value = part.strip().partition("=")
+            name = name.lower()
+            if value and (name == wanted or (wanted is None and name.startswith("bid_"))):
+                return value.strip('"')
+    return None
+
+
+def bearer_from_answer(body: bytes) -> str | None:
+    """The access token OrderCloud just issued (login, register): for hydration only, never kept."""
+    answer = _json(body)
+    token = answer.get("access_token") if isinstance(answer, dict) else None
+    return token if isinstance(token, str) and token else None
+
+
+def _context(call: Call) -> dict[str, Any]:
+    headers = call.headers
+    referrer = headers.get("referer")
+    origin = headers.get("origin")
+    if not origin and referrer and "://" in referrer:
+        scheme, _, rest = referrer.partition("://")
+        origin = f"{scheme}://{rest.split('/', 1)[0]}"
+    visitor = call.visitor
+    context = {
+        "ip": call.client,
+        "user_agent": headers.get("user-agent"),
+        "referrer": referrer,
+        "origin": origin,
+        "language": visitor.language if visitor else None,
+        "currency": visitor.currency if visitor else None,
+        "email": visitor.email if visitor else None,
+    }
+    return scrub({k: v for k, v in context.items() if v})
+
+
+def _json(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body.decode("utf-8-sig"))
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,71 @@
+"""What never leaves the gateway, and which requests are not tracked at all.
+
+Secrets are removed by key *and* by shape (anything that looks like a JWT), so an OrderCloud
+object that grows a new token-bearing field still cannot leak one into an event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+_SECRET_KEYS = frozenset(
+    {
+        "password",
+        "newpassword",
+        "currentpassword",
+        "access_token",
+        "accesstoken",
+        "refresh_token",
+        "refreshtoken",
+        "id_token",
+        "idtoken",
+        "anonusertoken",
+        "usertoken",
+        "token",
+        "authorization",
+        "client_secret",
+        "clientsecret",
+    }
+)
+_JWT = re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*")
+_BOTS = re.compile(
+    r"bot\b|bot/|crawler|spider|slurp|bingpreview|facebookexternalhit|headlesschrome|lighthouse"
+    r"|pingdom|uptimerobot|python-requests|scrapy",
+    re.IGNORECASE,
+)
+
+
+def scrub(value: Any) -> Any:
+    """A copy of `value` without secret keys or JWT-shaped strings."""
+    if isinstance(value, Mapping):
+        return {
+            k: scrub(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and k.lower() in _SECRET_KEYS)
+        }
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    if isinstance(value, str) and _JWT.search(value):
+        return _JWT.sub("[redacted]", value)
+    return value
+
+
+def is_bot(user_agent: str | None) -> bool:
+    return bool(user_agent) and _BOTS.search(user_agent) is not None
+
+
+def not_tracked(headers: Mapping[str, str], *, track_bots: bool, honour_gpc: bool) -> bool:
+    """True for prefetches, known bots (unless tracked) and do-not-track signals (if honoured)."""
+    purpose = (headers.get("sec-purpose") or headers.get("purpose") or "").lower()
+    if "prefetch" in purpose:
+        return True
+    if not track_bots and is_bot(headers.get("user-agent")):
+        return True
+    if honour_gpc:
+        if headers.get("sec-gpc", "").strip() == "1":
+            return True
+        if headers.get("x-tracking-consent", "").strip().lower() in {"no", "0", "false", "denied"}:
+            return True
+    return False

@@ -1,0 +1,66 @@
+"""Visitor profiles in SQLite (the `ProfileStore` the decisions read), with a small read cache.
+
+The tracker is the only writer, so a write-through LRU keeps reads on the request path to a dict
+look-up for active visitors.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict
+from functools import partial
+
+from cachetools import LRUCache
+
+from tracking.profiles import Profile
+from tracking.store import Store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS profiles (
+    visitor TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+def _get(conn: sqlite3.Connection, visitor_id: str) -> Profile | None:
+    row = conn.execute("SELECT body FROM profiles WHERE visitor = ?", (visitor_id,)).fetchone()
+    if row is None:
+        return None
+    fields = json.loads(row[0])
+    known = set(Profile.__dataclass_fields__)
+    return Profile(**{k: v for k, v in fields.items() if k in known})
+
+
+def _put(conn: sqlite3.Connection, profile: Profile) -> None:
+    conn.execute(
+        "INSERT INTO profiles (visitor, body) VALUES (?, ?)"
+        " ON CONFLICT (visitor) DO UPDATE SET body = excluded.body",
+        (profile.visitor_id, json.dumps(asdict(profile))),
+    )
+
+
+class SqliteProfileStore:
+    def __init__(self, store: Store, cache_size: int = 50_000) -> None:
+        self.store = store
+        self._cache: LRUCache[str, Profile] = LRUCache(cache_size)
+
+    async def get(self, visitor_id: str) -> Profile | None:
+        cached = self._cache.get(visitor_id)
+        if cached is not None:
+            return _copy(cached)
+        profile = await self.store.read(partial(_get, visitor_id=visitor_id))
+        if profile is not None:
+            self._cache[visitor_id] = profile
+            return _copy(profile)
+        return None
+
+    async def put(self, profile: Profile) -> None:
+        kept = _copy(profile)
+        await self.store.write(partial(_put, profile=kept))
+        self._cache[profile.visitor_id] = kept
+
+
+def _copy(profile: Profile) -> Profile:
+    return Profile(**asdict(profile))

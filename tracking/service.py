@@ -1,0 +1,343 @@
+"""The tracker the proxy calls: record durably on the request path, do the rest in the background.
+
+`record` maps the call to events (pure), appends them to the outbox in a group commit and
+returns: that is all the shopper waits for. A background task then hydrates the events with the
+shopper's token (memory only), settles the browser id, updates the visitor's profile and cart, and
+releases the events to the dispatchers. Events recorded but never hydrated (the process died) are
+released on the next start with what was known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+from gateway import operations as ops
+from gateway.call import Call
+from gateway.identity import Visitor
+from gateway.settings import Settings
+from tracking import abandon, browserids, outbox, profilestore
+from tracking import events as ev
+from tracking.browserids import BrowserIds
+from tracking.destinations import cdp
+from tracking.destinations.cdp import CdpConfig, CdpDestination
+from tracking.destinations.discover import DiscoverDestination
+from tracking.destinations.file import FileDestination
+from tracking.destinations.send import SendDestination
+from tracking.destinations.webhook import WebhookDestination
+from tracking.dispatcher import Destination, Dispatcher, Policy
+from tracking.events import Event
+from tracking.hydrate import Upstream, hydrate
+from tracking.mapping import TRACKED_KINDS, bearer_from_answer, events_for
+from tracking.outbox import Outbox
+from tracking.privacy import not_tracked
+from tracking.profiles import Profile
+from tracking.profilestore import SqliteProfileStore
+from tracking.store import Store
+
+log = logging.getLogger(__name__)
+_KEPT_VIEWS = 50
+SCHEMA = outbox.SCHEMA + browserids.SCHEMA + profilestore.SCHEMA + abandon.SCHEMA
+
+
+class Identity(Protocol):
+    async def visitor(self, token: str) -> Visitor | None: ...
+
+
+class TrackingService:
+    def __init__(
+        self,
+        settings: Settings,
+        identity: Identity | None,
+        upstream: Upstream,
+        *,
+        destinations: list[Destination] | None = None,
+        http: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+        policy: Callable[[], Policy] | None = None,
+        sweep_every: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.upstream = upstream
+        self.clock = clock
+        self.counts: Counter[str] = Counter()
+        self.store = Store(settings.store, SCHEMA)
+        self.outbox = Outbox(self.store)
+        self._own_http = http is None
+        self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        cdp_on = bool(settings.cdp_url and settings.cdp_client_key)
+        mint = (
+            partial(cdp.create_browser, self.http, _base(settings.cdp_url), settings.cdp_client_key)
+            if cdp_on
+            else browserids.local_uuid
+        )
+        self.browser_ids = BrowserIds(self.store, mint)
+        self.profiles = SqliteProfileStore(self.store)
+        self.destinations = (
+            destinations if destinations is not None else self._configured(settings)
+        )
+
+        def default_policy() -> Policy:
+            return Policy(max_attempts=settings.max_attempts, max_age=settings.max_event_age)
+
+        make_policy = policy or default_policy
+        self.dispatchers = [
+            Dispatcher(self.outbox, d, make_policy(), clock=clock) for d in self.destinations
+        ]
+        self.sweep_every = sweep_every or min(60.0, settings.abandon_after / 4)
+        self._background: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._running = False
+
+    def _configured(self, settings: Settings) -> list[Destination]:
+        out: list[Destination] = []
+        if settings.cdp_url and settings.cdp_client_key:
+            pos = settings.cdp_pos or urlsplit(settings.upstream).hostname or "ocgateway"
+            config = CdpConfig(
+                settings.cdp_client_key, pos, settings.cdp_channel, settings.cdp_order_mode
+            )
+            out.append(
+                CdpDestination(self.http, _base(settings.cdp_url), config, self.browser_ids.resolve)
+            )
+        if settings.send_url and settings.send_site_id:
+            out.append(SendDestination(self.http, _base(settings.send_url), settings.send_site_id))
+        if settings.discover_url:
+            out.append(
+                DiscoverDestination(
+                    self.http, str(settings.discover_url), settings.discover_api_key
+                )
+            )
+        if settings.webhook_url:
+            out.append(
+                WebhookDestination(self.http, str(settings.webhook_url), settings.webhook_secret)
+            )
+        if settings.events_file or not out:
+            path = settings.events_file or settings.store.parent / "events.jsonl"
+            out.append(FileDestination(path))
+        return out
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.store.open)
+        self._running = True
+        for dispatcher in self.dispatchers:
+            dispatcher.start()
+        for seq, event in await self.outbox.unready():
+            self._spawn(self._finish(seq, event, None))
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="abandoned-carts")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish hydrations and in-flight deliveries (each up to `timeout`), then close."""
+        if not self._running:
+            return
+        self._running = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        if self._background:
+            _, late = await asyncio.wait(set(self._background), timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await asyncio.gather(*(d.stop(timeout) for d in self.dispatchers))
+        if self._own_http:
+            await self.http.aclose()
+        await asyncio.to_thread(self.store.close)
+
+    # -- the proxy's hooks -----------------------------------------------------------------
+
+    def wants(self, call: Call) -> bool:
+        if not self.settings.tracking or call.operation.kind not in TRACKED_KINDS:
+            return False
+        if call.operation.kind == ops.PRODUCTS_LIST and "search=" not in call.query.lower():
+            return False
+        if not_tracked(
+            call.headers,
+            track_bots=self.settings.track_bots,
+            honour_gpc=self.settings.honour_gpc,
+        ):
+            self.counts["skipped"] += 1
+            return False
+        return True
+
+    async def record(self, call: Call, status: int, body: bytes) -> None:
+        """Append the call's events durably; hydrate and release them in the background."""
+        if not self._running:
+            return
+        try:
+            events = events_for(call, status, body, client_key=self.settings.cdp_client_key)
+            if not events:
+                return
+            kind = call.operation.kind
+            token = bearer_from_answer(body) if kind in (ops.TOKEN, ops.REGISTER) else call.token
+            seqs = await self.outbox.append([(e, self._routes(e)) for e in events], self.clock())
+        except Exception:
+            self.counts["errors"] += 1
+            log.exception("tracking: could not record %s", call.operation.kind)
+            return
+        self.counts["recorded"] += len(events)
+        for seq, event in zip(seqs, events):
+            self._spawn(self._finish(seq, event, token))
+
+    async def emit(self, event: Event) -> None:
+        """Record an event made elsewhere (decision exposures); same durability as `record`."""
+        if not self._running:
+            return
+        seqs = await self.outbox.append([(event, self._routes(event))], self.clock())
+        self.counts["recorded"] += 1
+        self._spawn(self._finish(seqs[0], event, None))
+
+    async def sweep(self) -> int:
+        """Emit cart-abandoned events for idle carts; returns how many."""
+        now = self.clock()
+        idle_since = now - self.settings.abandon_after
+
+        def run(conn: sqlite3.Connection) -> int:
+            found = abandon.abandoned(conn, idle_since, now)
+            outbox.append(conn, [(e, self._routes(e)) for e in found], now, ready=True)
+            return len(found)
+
+        count = await self.store.write(run)
+        if count:
+            self._wake()
+        return count
+
+    # -- background ------------------------------------------------------------------------
+
+    def _routes(self, event: Event) -> list[str]:
+        return [d.name for d in self.destinations if event.type in d.accepts]
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _wake(self) -> None:
+        for dispatcher in self.dispatchers:
+            dispatcher.wake()
+
+    async def _finish(self, seq: int, event: Event, token: str | None) -> None:
+        """Hydrate, settle identity, remember, release. Each step fails open."""
+        if token:
+            try:
+                await hydrate(event, token, self.upstream, self.settings.upstream_timeout)
+                if event.visitor is None and self.identity is not None:
+                    visitor = await self.identity.visitor(token)
+                    if visitor is not None:
+                        event.visitor, event.anonymous = visitor.id, visitor.anonymous
+            except Exception:
+                self.counts["hydration_errors"] += 1
+                log.exception("tracking: hydration failed for %s", event.type)
+        del token
+        try:
+            await self._settle_browser(event)
+        except Exception:
+            log.warning("tracking: no browser id yet for %s (will retry at delivery)", event.type)
+        now = self.clock()
+
+        def release(conn: sqlite3.Connection) -> None:
+            if event.visitor and event.previous_visitor:
+                abandon.moved(conn, event.previous_visitor, event.visitor)
+            if event.visitor and event.type in (ev.LINE_ADDED, ev.LINE_UPDATED, ev.LINE_REMOVED):
+                line = event.data.get("lineitem") or {}
+                removed = event.type == ev.LINE_REMOVED
+                before = abandon.line_changed(conn, event, line, removed, now)
+                if removed and before:
+                    event.data["lineitem"] = {**before, **{k: v for k, v in line.items() if v}}
+            if event.visitor and event.type in (ev.ORDER_SUBMITTED, ev.CART_CLEARED):
+                abandon.closed(conn, event.visitor)
+            outbox.mark_ready(conn, seq, event)
+
+        await self.store.write(release)
+        self._wake()
+        try:
+            await self._remember(event)
+        except Exception:
+            log.exception("tracking: profile update failed")
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_every)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("tracking: abandoned-cart sweep failed")
+
+    async def _settle_browser(self, event: Event) -> None:
+        supplied = event.browser_id
+        if not supplied and event.visitor and event.previous_visitor:
+            supplied = await self.browser_ids.carry_over(event.previous_visitor, event.visitor)
+        elif supplied and event.previous_visitor:
+            await self.browser_ids.remember(event.previous_visitor, supplied)
+        event.browser_id = await self.browser_ids.resolve(event.visitor, supplied)
+
+    async def _remember(self, event: Event) -> None:
+        if not event.visitor or event.type in (ev.DECISION_EXPOSED, ev.CART_ABANDONED):
+            return
+        now = self.clock()
+        profile = await self.profiles.get(event.visitor)
+        if profile is None:
+            profile = Profile(visitor_id=event.visitor, first_seen=now)
+            if event.previous_visitor:
+                earlier = await self.profiles.get(event.previous_visitor)
+                if earlier is not None:
+                    profile.viewed_products = earlier.viewed_products
+                    profile.viewed_categories = earlier.viewed_categories
+                    profile.cart_products = earlier.cart_products
+                    profile.cart_value = earlier.cart_value
+                    profile.first_seen = earlier.first_seen or now
+        _apply(profile, event, now)
+        await self.profiles.put(profile)
+
+
+def _apply(profile: Profile, event: Event, now: float) -> None:
+    """What an event teaches about its visitor."""
+    data = event.data
+    profile.last_seen = now
+    profile.anonymous = event.anonymous
+    profile.browser_id = event.browser_id or profile.browser_id
+    profile.language = event.context.get("language") or profile.language
+    profile.currency = event.context.get("currency") or profile.currency
+    user = data.get("user") or {}
+    buyer = (user.get("Buyer") or {}).get("ID") if isinstance(user, dict) else None
+    profile.buyer_id = buyer or profile.buyer_id
+    if event.type == ev.PRODUCT_VIEWED:
+        pid = (data.get("product") or {}).get("ID")
+        if pid:
+            views = [p for p in profile.viewed_products if p != pid] + [str(pid)]
+            profile.viewed_products = views[-_KEPT_VIEWS:]
+    elif event.type in (ev.LINE_ADDED, ev.LINE_UPDATED):
+        pid = (data.get("lineitem") or {}).get("ProductID")
+        if pid and pid not in profile.cart_products:
+            profile.cart_products.append(str(pid))
+        subtotal = (data.get("order") or {}).get("Subtotal")
+        if subtotal is not None:
+            profile.cart_value = float(subtotal)
+    elif event.type == ev.LINE_REMOVED:
+        pid = (data.get("lineitem") or {}).get("ProductID")
+        profile.cart_products = [p for p in profile.cart_products if p != pid]
+    elif event.type in (ev.CART_CLEARED, ev.ORDER_SUBMITTED):
+        if event.type == ev.ORDER_SUBMITTED:
+            profile.orders += 1
+            profile.spent += float((data.get("order") or {}).get("Total") or 0)
+        profile.cart_products, profile.cart_value = [], 0.0
+
+
+def _base(url: object) -> str:
+    return str(url).rstrip("/")
+
+
+def build_tracking(settings: Settings, identity: Identity | None, upstream: Upstream) -> TrackingService:
+    """The tracker for the app: call `await start()` in lifespan startup, `await stop()` at shutdown."""
+    return TrackingService(settings, identity, upstream)
