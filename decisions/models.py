@@ -6,6 +6,7 @@ The models are the one definition of the format: validation, the published JSON 
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from typing import Literal
 
@@ -164,3 +165,11 @@ class TableSet(_Strict):
 
     segments: dict[str, SegmentDef] = Field(default_factory=dict)
     tables: list[Table] = Field(default_factory=list)
+
+
+def json_schema() -> str:
+    """The published JSON Schema of a table document (decisions/schema.json is this, committed)."""
+    schema = TableSet.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ocgateway decision tables"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"

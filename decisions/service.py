@@ -1,0 +1,304 @@
+"""DecisionService: the gateway's Decider, plus the live-version lifecycle around it.
+
+Source of truth: the version store. The newest stored version is live. A change to the tables file
+(or folder) is imported as a new version authored `file:<path>`; an admin publish or rollback adds
+a new version too. A document that fails validation never replaces the live one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from decisions.compile import Compiled, compile_document, request_for, validate
+from decisions.errors import TableError, ValidationFailed
+from decisions.evaluate import Hit, evaluate, explain_table
+from decisions.experiments import ExposureBuffer, exposure_event, rows_of
+from decisions.loader import parse_text, read_source, watch
+from decisions.personalize import Personalize
+from decisions.rewrite import reorder_for, rewrite_query
+from decisions.segments import Facts, facts_for, segments_of
+from decisions.store import Version, VersionStore, source_hash
+from gateway.call import Call, Decision
+from gateway.identity import Visitor
+from gateway.operations import CATEGORIES_LIST, PRODUCTS_LIST, PROMOTIONS_LIST, recognise
+from gateway.settings import Settings
+from tracking.profiles import Profile, ProfileStore
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+ROUTES = {PRODUCTS_LIST: "me/products", PROMOTIONS_LIST: "me/promotions", CATEGORIES_LIST: "me/categories"}
+
+
+def decision_header(hits: Iterable[Hit], version: int) -> str:
+    """X-Decision: one `table=…;rule=…;variant=…;version=…` entry per rule that hit."""
+    return ", ".join(f"table={h.rule.table};rule={h.rule.id};variant={h.variant or 'default'};version={version}"
+                     for h in hits)
+
+
+def browser_id_from(headers: Mapping[str, str], client_key: str | None) -> str | None:
+    """The CDP browser id a storefront sent: the Engage cookie `bid_{clientKey}` or X-Browser-Id."""
+    if client_key:
+        names = {f"bid_{client_key}", f"BID_{client_key}"}
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name in names and value:
+                return value
+    return headers.get("x-browser-id") or None
+
+
+class DecisionService:
+    def __init__(self, settings: Settings, profiles: ProfileStore, emit: Emit,
+                 http_client: httpx.AsyncClient | None = None, *, watch_interval: float = 1.0,
+                 flush_interval: float = 1.0) -> None:
+        self.settings = settings
+        self.profiles = profiles
+        self.emit = emit
+        self.store = VersionStore(settings.store)
+        self.live: Compiled | None = None
+        self.last_errors: list[TableError] = []  # why the last file edit was refused
+        self.exposures = ExposureBuffer()
+        self.watch_interval = watch_interval
+        self.flush_interval = flush_interval
+        self._client = http_client
+        self._own_client = False
+        self.personalize: Personalize | None = None
+        if settings.personalize_flow and settings.cdp_url:
+            if self._client is None:
+                self._client, self._own_client = httpx.AsyncClient(), True
+            self.personalize = Personalize(settings, self._client)
+        self._counts = dict.fromkeys(("calls", "personalized", "no_table", "no_match", "errors", "publishes",
+                                      "rejected", "reloads", "reload_errors", "emit_errors",
+                                      "exposure_write_errors"), 0)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._publishing = asyncio.Lock()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters for /metrics: calls, hits, failures (fail-open), CDP and exposure health."""
+        merged = dict(self._counts)
+        merged["exposures_dropped"] = self.exposures.dropped
+        if self.personalize:
+            merged.update(self.personalize.stats)
+        return merged
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.store.open)
+        latest = await asyncio.to_thread(self.store.latest)
+        if latest is not None:
+            try:
+                self.live = compile_document(validate(parse_text(latest.source)), latest.version)
+            except ValidationFailed as exc:  # only if the format tightened since it was stored
+                log.error("decision tables: stored v%s no longer validates: %s", latest.version, exc)
+        if self.settings.decisions is not None:
+            await self.reload()
+            self._tasks.append(asyncio.create_task(
+                watch(self.settings.decisions, self.reload, self.watch_interval)))
+        self._tasks.append(asyncio.create_task(self._flush_forever()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.flush()
+        if self.personalize:
+            await self.personalize.close()
+        if self._own_client and self._client is not None:
+            await self._client.aclose()
+
+    # versions -------------------------------------------------------------------------------
+
+    async def reload(self) -> Version | None:
+        """Import the tables file if it changed since its last import; a bad file changes nothing."""
+        path = self.settings.decisions
+        assert path is not None
+        try:
+            source, parsed = await asyncio.to_thread(read_source, path)
+            author = f"file:{path}"
+            if source_hash(source) == await asyncio.to_thread(self.store.last_hash_by, author):
+                return None
+            version = await self._publish(source, validate(parsed), author, "imported from file")
+        except ValidationFailed as exc:
+            self._counts["reload_errors"] += 1
+            self.last_errors = exc.errors
+            for error in exc.errors:
+                log.error("decision tables rejected, v%s stays live: %s", self.version, error)
+            return None
+        except OSError as exc:
+            self._counts["reload_errors"] += 1
+            self.last_errors = [TableError(f"cannot read: {exc.strerror or exc}", file=str(path))]
+            log.error("decision tables: cannot read %s: %s", path, exc)
+            return None
+        self._counts["reloads"] += 1
+        self.last_errors = []
+        return version
+
+    def check(self, source: str) -> Compiled:
+        """Validate and compile without publishing (dry run); raises ValidationFailed."""
+        return compile_document(validate(parse_text(source)), 0)
+
+    async def publish(self, source: str, author: str, comment: str = "") -> Version:
+        """Validate, store as a new version, and make it live; raises ValidationFailed."""
+        try:
+            document = validate(parse_text(source))
+        except ValidationFailed:
+            self._counts["rejected"] += 1
+            raise
+        return await self._publish(source, document, author, comment)
+
+    async def _publish(self, source: str, document: Any, author: str, comment: str) -> Version:
+        async with self._publishing:
+            version = await asyncio.to_thread(self.store.add, source, author, comment)
+            self.live = compile_document(document, version.version)
+        self._counts["publishes"] += 1
+        log.info("decision tables v%s live (author %s)", version.version, author)
+        return version
+
+    async def rollback(self, number: int, author: str) -> Version | None:
+        """Publish version `number`'s source again, as a new version; None if there is no such version."""
+        old = await asyncio.to_thread(self.store.get, number)
+        if old is None:
+            return None
+        return await self.publish(old.source, author, f"rollback to v{number}")
+
+    async def get_version(self, number: int) -> Version | None:
+        return await asyncio.to_thread(self.store.get, number)
+
+    async def list_versions(self) -> list[Version]:
+        return await asyncio.to_thread(self.store.versions)
+
+    @property
+    def version(self) -> int | None:
+        return self.live.version if self.live else None
+
+    # deciding -------------------------------------------------------------------------------
+
+    async def decide(self, call: Call) -> Decision | None:
+        """The proxy's hook. Fails open: any error means the shopper's query goes unchanged."""
+        try:
+            return await self._decide(call)
+        except Exception:
+            self._counts["errors"] += 1
+            log.exception("decision failed; forwarding the query unchanged")
+            return None
+
+    async def _decide(self, call: Call) -> Decision | None:
+        live = self.live
+        if live is None or call.method.upper() != "GET" or not call.operation.is_list:
+            return None
+        self._counts["calls"] += 1
+        route = ROUTES[call.operation.kind]
+        tables = live.by_route.get(route)
+        if not tables:
+            self._counts["no_table"] += 1
+            return None
+        facts, segments, _ = await self._segments(live, call.visitor, None, call.headers, call.received_at)
+        hits = evaluate(tables, request_for(segments, call.query, facts.now, facts.visitor_id))
+        if not hits:
+            self._counts["no_match"] += 1
+            return None
+        rewrite = rewrite_query(call.query, [a for a in (h.actions for h in hits) if a is not None])
+        if facts.visitor_id:
+            for hit in hits:
+                self.exposures.add(exposure_event(facts.visitor_id, hit.rule.table, hit.rule.id, hit.variant,
+                                                  live.version, route, facts.now))
+        self._counts["personalized"] += 1
+        return Decision(
+            query=rewrite.query,
+            header=decision_header(hits, live.version),
+            reorder=reorder_for(rewrite.pin) if rewrite.pin else None,
+            extra={"version": str(live.version), "kept": ",".join(rewrite.kept)},
+        )
+
+    async def _segments(self, live: Compiled, visitor: Visitor | None, profile: Profile | None,
+                        headers: Mapping[str, str], now: float,
+                        ) -> tuple[Facts, frozenset[str], frozenset[str]]:
+        """(facts, local segment names, CDP segment names) for one visitor."""
+        if profile is None and visitor is not None:
+            profile = await self.profiles.get(visitor.id)
+        facts = facts_for(visitor, profile, headers, now)
+        cdp: frozenset[str] = frozenset()
+        if self.personalize is not None and live.cdp_names and facts.visitor_id:
+            browser_id = (profile.browser_id if profile else None) or browser_id_from(
+                headers, self.settings.cdp_client_key)
+            cdp = await self.personalize.segments(facts.visitor_id, browser_id, facts.language,
+                                                  facts.currency) or frozenset()
+        return facts, segments_of(live.segments, facts, cdp), cdp
+
+    async def explain(self, visitor_id: str | None, url: str, segments: Iterable[str] = (),
+                      headers: Mapping[str, str] | None = None, now: float | None = None) -> dict[str, Any]:
+        """What this shopper would get for this storefront call, and why (for the CLI and admin)."""
+        live = self.live
+        path, _, query = url.partition("?")
+        path = "/" + path.split("://", 1)[-1].split("/", 1)[-1] if "://" in path else path
+        operation = recognise("GET", path)
+        if operation is None or not operation.is_list:
+            return {"error": f"{path} is not a list route decisions rewrite"}
+        if live is None:
+            return {"error": "no decision tables are live"}
+        headers = {k.lower(): v for k, v in (headers or {}).items()}
+        profile = await self.profiles.get(visitor_id) if visitor_id else None
+        visitor = None if profile or not visitor_id else Visitor(visitor_id, visitor_id.startswith("anon-"))
+        facts, found, cdp = await self._segments(live, visitor, profile, headers,
+                                                 time.time() if now is None else now)
+        forced = frozenset(s for s in segments if s)
+        request = request_for(found | forced, query, facts.now, facts.visitor_id)
+        route = ROUTES[operation.kind]
+        tables = live.by_route.get(route, ())
+        hits = evaluate(tables, request)
+        rewrite = rewrite_query(query, [a for a in (h.actions for h in hits) if a is not None])
+        return {
+            "version": live.version,
+            "route": route,
+            "visitor": facts.visitor_id,
+            "profile_found": profile is not None,
+            "segments": sorted(found | forced),
+            "segments_given": sorted(forced - found),
+            "cdp_segments": sorted(cdp),
+            "tables": [{"table": t.id, "hit": t.hit, "rules": explain_table(t, request)} for t in tables],
+            "original_query": query,
+            "query": rewrite.query if hits else query,
+            "kept_shopper_params": list(rewrite.kept),
+            "pin": list(rewrite.pin or ()),
+            "x_decision": decision_header(hits, live.version) if hits else None,
+        }
+
+    # exposures ------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write buffered exposures to the store and hand them to the tracker."""
+        events = self.exposures.drain()
+        if not events:
+            return
+        try:
+            await asyncio.to_thread(self.store.add_exposures, rows_of(events))
+        except Exception:
+            self._counts["exposure_write_errors"] += 1
+            log.exception("decision exposures: store write failed (%d lost)", len(events))
+        for event in events:
+            try:
+                await self.emit(event)
+            except Exception:
+                self._counts["emit_errors"] += 1
+                log.exception("decision exposures: emit failed")
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            await self.flush()
+
+
+def build_decider(settings: Settings, profiles: ProfileStore, emit: Emit,
+                  http_client: httpx.AsyncClient | None = None) -> DecisionService:
+    """The lead's entry point: build, then `await start()` on startup and `await stop()` on shutdown."""
+    return DecisionService(settings, profiles, emit, http_client)
+
