@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,18 @@ class Parsed:
     locate: Locator = field(default=lambda path: (None, None))
 
 
+class Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. A marketer's `search: on` or `id: off` stays a string."""
+
+
+Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                             list("tTfF"))
+
+
 def _line(node: yaml.Node | None, path: Sequence[object]) -> int | None:
     """Walk the node tree along `path`; parts that are not in the tree (union tags) are skipped."""
     if node is None:
@@ -51,8 +64,8 @@ def _line(node: yaml.Node | None, path: Sequence[object]) -> int | None:
 def parse_text(text: str, name: str | None = None) -> Parsed:
     """Parse one YAML (or JSON) document; a syntax error is reported with its line."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=Loader)
+        data = yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
