@@ -11,7 +11,7 @@ import pytest
 from jwt.algorithms import RSAAlgorithm
 
 from gateway.sandbox import create_app
-from gateway.sandbox.catalog import CLIENT_ID, GLOBEX_CLIENT_ID, JANE, JOE, GINA, PRODUCT_COUNT
+from gateway.sandbox.catalog import CLIENT_ID, GINA, GLOBEX_CLIENT_ID, JANE, JOE, PRODUCT_COUNT
 
 pytestmark = pytest.mark.anyio
 BASE = "http://sandbox.test"
@@ -29,19 +29,33 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def password_token(client: httpx.AsyncClient, username: str, password: str,
-                         client_id: str = CLIENT_ID) -> dict:
-    response = await client.post("/oauth/token", data={
-        "grant_type": "password", "username": username, "password": password,
-        "client_id": client_id, "scope": "Shopper MeAdmin"})
+async def password_token(
+    client: httpx.AsyncClient, username: str, password: str, client_id: str = CLIENT_ID
+) -> dict:
+    response = await client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "password",
+            "username": username,
+            "password": password,
+            "client_id": client_id,
+            "scope": "Shopper MeAdmin",
+        },
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
 async def anonymous_token(client: httpx.AsyncClient, client_id: str = CLIENT_ID) -> dict:
-    response = await client.post("/oauth/token", data={
-        "grant_type": "client_credentials", "client_id": client_id, "scope": "Shopper",
-        "anonuserid": "beacon-123"})
+    response = await client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "scope": "Shopper",
+            "anonuserid": "beacon-123",
+        },
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -60,12 +74,15 @@ def claims(token: dict) -> dict:
 
 # OAuth -------------------------------------------------------------------------------------
 
+
 async def test_password_grant_issues_a_buyer_token_with_refresh(client) -> None:
     token = await password_token(client, JANE.username, JANE.password)
     assert token["token_type"] == "bearer"
     assert token["expires_in"] > 0 and token["refresh_token"]
     payload = claims(token)
-    assert payload["usr"] == "jane" and payload["cid"] == CLIENT_ID and payload["usrtype"] == "buyer"
+    assert (
+        payload["usr"] == "jane" and payload["cid"] == CLIENT_ID and payload["usrtype"] == "buyer"
+    )
     assert payload["role"] == ["Shopper", "MeAdmin"]
     assert payload["iss"] == "https://auth.ordercloud.io" and payload["aud"] == BASE
     assert payload["u"] and "orderid" not in payload
@@ -94,7 +111,10 @@ async def test_token_signature_verifies_with_the_published_jwk(client) -> None:
     assert verified["usr"] == "joe"
     missing = await client.get("/oauth/certs/not-a-kid")
     assert missing.status_code == 404
-    assert missing.json()["Errors"][0]["Data"] == {"ObjectType": "PublicKey", "ObjectID": "not-a-kid"}
+    assert missing.json()["Errors"][0]["Data"] == {
+        "ObjectType": "PublicKey",
+        "ObjectID": "not-a-kid",
+    }
 
 
 async def test_configured_base_url_is_the_audience() -> None:
@@ -106,30 +126,59 @@ async def test_configured_base_url_is_the_audience() -> None:
 
 async def test_refresh_grant_gives_a_new_access_token(client) -> None:
     token = await password_token(client, JANE.username, JANE.password)
-    response = await client.post("/oauth/token", data={
-        "grant_type": "refresh_token", "client_id": CLIENT_ID, "refresh_token": token["refresh_token"]})
+    response = await client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": CLIENT_ID,
+            "refresh_token": token["refresh_token"],
+        },
+    )
     assert response.status_code == 200
     refreshed = response.json()
     assert claims(refreshed)["usr"] == "jane"
     me = await client.get("/v1/me", headers=bearer(refreshed))
     assert me.json()["Username"] == "jane"
-    bad = await client.post("/oauth/token", data={
-        "grant_type": "refresh_token", "client_id": CLIENT_ID, "refresh_token": "nope"})
+    bad = await client.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "client_id": CLIENT_ID, "refresh_token": "nope"},
+    )
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_grant"
 
 
 @pytest.mark.parametrize(
     ("form", "error", "code"),
     [
-        ({"grant_type": "password", "username": "jane", "password": "wrong"},
-         "invalid_grant", "Auth.InvalidUsernameOrPassword"),
-        ({"grant_type": "password", "username": "nobody", "password": "x"},
-         "invalid_grant", "Auth.InvalidUsernameOrPassword"),
-        ({"grant_type": "password", "username": "anon-template", "password": "x"},
-         "invalid_grant", "Auth.InvalidUsernameOrPassword"),
-        ({"grant_type": "password", "username": "jane"}, "invalid_grant", "Auth.UsernameAndPasswordRequired"),
-        ({"grant_type": "password", "username": "jane", "password": "jane-pass", "client_id": "bogus"},
-         "invalid_client", "Auth.InvalidClientID"),
+        (
+            {"grant_type": "password", "username": "jane", "password": "wrong"},
+            "invalid_grant",
+            "Auth.InvalidUsernameOrPassword",
+        ),
+        (
+            {"grant_type": "password", "username": "nobody", "password": "x"},
+            "invalid_grant",
+            "Auth.InvalidUsernameOrPassword",
+        ),
+        (
+            {"grant_type": "password", "username": "anon-template", "password": "x"},
+            "invalid_grant",
+            "Auth.InvalidUsernameOrPassword",
+        ),
+        (
+            {"grant_type": "password", "username": "jane"},
+            "invalid_grant",
+            "Auth.UsernameAndPasswordRequired",
+        ),
+        (
+            {
+                "grant_type": "password",
+                "username": "jane",
+                "password": "jane-pass",
+                "client_id": "bogus",
+            },
+            "invalid_client",
+            "Auth.InvalidClientID",
+        ),
         ({"grant_type": "magic"}, "unsupported_grant_type", "Auth.OauthError"),
     ],
 )
@@ -143,13 +192,21 @@ async def test_token_errors_have_oauth_and_ordercloud_fields(client, form, error
 
 # Auth on /v1 -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("header", [None, "Bearer ", "Bearer not.a.jwt", "Basic abc"])
 async def test_missing_or_invalid_token_is_401(client, header) -> None:
     headers = {"Authorization": header} if header is not None else {}
     response = await client.get("/v1/me/products", headers=headers)
     assert response.status_code == 401
-    assert response.json() == {"Errors": [{"ErrorCode": "InvalidToken",
-                                           "Message": "Access token is invalid or expired.", "Data": None}]}
+    assert response.json() == {
+        "Errors": [
+            {
+                "ErrorCode": "InvalidToken",
+                "Message": "Access token is invalid or expired.",
+                "Data": None,
+            }
+        ]
+    }
 
 
 async def test_token_from_another_sandbox_is_rejected(client) -> None:
@@ -161,13 +218,18 @@ async def test_token_from_another_sandbox_is_rejected(client) -> None:
 
 # Me ----------------------------------------------------------------------------------------
 
+
 async def test_me_for_each_buyer_has_its_locale(client) -> None:
-    jane = (await client.get("/v1/me", headers=await login(client, JANE.username, JANE.password))).json()
+    jane = (
+        await client.get("/v1/me", headers=await login(client, JANE.username, JANE.password))
+    ).json()
     assert jane["Username"] == "jane" and jane["ID"] == "jane" and jane["Active"] is True
     assert jane["Buyer"] == {"ID": "acme", "DefaultCatalogID": "ocgw-demo"}
     assert jane["Locale"]["Currency"] == "USD" and jane["Locale"]["Language"] == "en-US"
     assert "Shopper" in jane["AvailableRoles"] and jane["Password"] is None
-    gina = (await client.get("/v1/me", headers=await login(client, GINA.username, GINA.password))).json()
+    gina = (
+        await client.get("/v1/me", headers=await login(client, GINA.username, GINA.password))
+    ).json()
     assert gina["Buyer"]["ID"] == "globex"
     assert gina["Locale"]["Currency"] == "EUR" and gina["Locale"]["Language"] == "de-DE"
 
@@ -175,17 +237,27 @@ async def test_me_for_each_buyer_has_its_locale(client) -> None:
 async def test_me_for_anonymous_is_the_template_user(client) -> None:
     me = (await client.get("/v1/me", headers=bearer(await anonymous_token(client)))).json()
     assert me["Username"] == "anon-template" and me["Buyer"]["ID"] == "acme"
-    globex = (await client.get("/v1/me", headers=bearer(await anonymous_token(client, GLOBEX_CLIENT_ID)))).json()
+    globex = (
+        await client.get("/v1/me", headers=bearer(await anonymous_token(client, GLOBEX_CLIENT_ID)))
+    ).json()
     assert globex["Buyer"]["ID"] == "globex"
 
 
 # Catalog -----------------------------------------------------------------------------------
 
+
 async def test_products_default_page_and_shape(client) -> None:
     headers = bearer(await anonymous_token(client))
     page = (await client.get("/v1/me/products", headers=headers)).json()
-    assert page["Meta"] == {"Page": 1, "PageSize": 20, "TotalCount": PRODUCT_COUNT, "TotalPages": 3,
-                            "ItemRange": [1, 20], "NextPageKey": None, "Facets": []}
+    assert page["Meta"] == {
+        "Page": 1,
+        "PageSize": 20,
+        "TotalCount": PRODUCT_COUNT,
+        "TotalPages": 3,
+        "ItemRange": [1, 20],
+        "NextPageKey": None,
+        "Facets": [],
+    }
     first = page["Items"][0]
     assert first["ID"] == "p-001"
     assert first["PriceSchedule"]["PriceBreaks"][0]["Quantity"] == 1
@@ -197,10 +269,17 @@ async def test_products_default_page_and_shape(client) -> None:
 
 
 async def test_products_priced_in_the_buyers_currency(client) -> None:
-    usd = (await client.get("/v1/me/products/p-001", headers=await login(client, "joe", "joe-pass"))).json()
-    eur = (await client.get("/v1/me/products/p-001", headers=await login(client, "gus", "gus-pass"))).json()
+    usd = (
+        await client.get("/v1/me/products/p-001", headers=await login(client, "joe", "joe-pass"))
+    ).json()
+    eur = (
+        await client.get("/v1/me/products/p-001", headers=await login(client, "gus", "gus-pass"))
+    ).json()
     assert eur["PriceSchedule"]["Currency"] == "EUR"
-    assert eur["PriceSchedule"]["PriceBreaks"][0]["Price"] < usd["PriceSchedule"]["PriceBreaks"][0]["Price"]
+    assert (
+        eur["PriceSchedule"]["PriceBreaks"][0]["Price"]
+        < usd["PriceSchedule"]["PriceBreaks"][0]["Price"]
+    )
 
 
 async def test_products_filters_sort_search_over_http(client) -> None:
@@ -215,8 +294,9 @@ async def test_products_filters_sort_search_over_http(client) -> None:
     on_sale = await ids("xp.sale=true&pageSize=100")
     assert on_sale and all(int(pid[2:]) % 4 == 0 for pid in on_sale)
     assert set(await ids("xp.sale=false&pageSize=100")).isdisjoint(on_sale)
-    by_popularity = (await client.get("/v1/me/products?sortBy=!xp.popularity&pageSize=100",
-                                      headers=headers)).json()["Items"]
+    by_popularity = (
+        await client.get("/v1/me/products?sortBy=!xp.popularity&pageSize=100", headers=headers)
+    ).json()["Items"]
     scores = [item["xp"]["popularity"] for item in by_popularity]
     assert scores == sorted(scores, reverse=True)
     assert await ids("ID=p-00*&ID=!p-001&pageSize=100") == [f"p-00{n}" for n in range(2, 10)]
@@ -234,14 +314,19 @@ async def test_products_by_category_with_depth(client) -> None:
         assert response.status_code == 200, response.text
         return response.json()["Meta"]["TotalCount"]
 
-    mens, womens, smart = [await count(f"categoryID={c}") for c in ("mens-watches", "womens-watches", "smart-watches")]
+    mens, womens, smart = [
+        await count(f"categoryID={c}") for c in ("mens-watches", "womens-watches", "smart-watches")
+    ]
     assert mens and womens and smart
     assert await count("categoryID=watches") == mens + womens + smart  # depth defaults to all
     assert await count("categoryID=watches&depth=1") == 0  # nothing assigned to the parent itself
     assert await count("categoryID=sale") == await count("xp.sale=true")
     assert await count("categoryID=jewellery&catalogID=ocgw-demo") > 0
     missing = await client.get("/v1/me/products?categoryID=nope", headers=headers)
-    assert missing.status_code == 404 and missing.json()["Errors"][0]["Data"]["ObjectType"] == "Category"
+    assert (
+        missing.status_code == 404
+        and missing.json()["Errors"][0]["Data"]["ObjectType"] == "Category"
+    )
 
 
 async def test_page_size_over_100_is_400(client) -> None:
@@ -254,8 +339,15 @@ async def test_page_size_over_100_is_400(client) -> None:
 async def test_unknown_product_is_not_found_with_data(client) -> None:
     response = await client.get("/v1/me/products/x", headers=bearer(await anonymous_token(client)))
     assert response.status_code == 404
-    assert response.json() == {"Errors": [{"ErrorCode": "NotFound", "Message": "Product not found: x",
-                                           "Data": {"ObjectType": "Product", "ObjectID": "x"}}]}
+    assert response.json() == {
+        "Errors": [
+            {
+                "ErrorCode": "NotFound",
+                "Message": "Product not found: x",
+                "Data": {"ObjectType": "Product", "ObjectID": "x"},
+            }
+        ]
+    }
 
 
 async def test_promotions_target_audiences(client) -> None:
@@ -264,9 +356,15 @@ async def test_promotions_target_audiences(client) -> None:
     assert "Facets" not in page["Meta"]
     audiences = {item["xp"]["targetAudience"] for item in page["Items"]}
     assert {"all", "newVisitor", "repeatCustomer", "vip"} <= audiences
-    repeat = (await client.get("/v1/me/promotions?xp.targetAudience=repeatCustomer", headers=headers)).json()
-    assert repeat["Items"] and all(p["xp"]["targetAudience"] == "repeatCustomer" for p in repeat["Items"])
-    one = (await client.get(f"/v1/me/promotions/{repeat['Items'][0]['ID']}", headers=headers)).json()
+    repeat = (
+        await client.get("/v1/me/promotions?xp.targetAudience=repeatCustomer", headers=headers)
+    ).json()
+    assert repeat["Items"] and all(
+        p["xp"]["targetAudience"] == "repeatCustomer" for p in repeat["Items"]
+    )
+    one = (
+        await client.get(f"/v1/me/promotions/{repeat['Items'][0]['ID']}", headers=headers)
+    ).json()
     assert one["Code"] == repeat["Items"][0]["Code"]
 
 
@@ -289,6 +387,7 @@ async def test_categories_depth_and_parent(client) -> None:
 
 # Routing and request bodies ----------------------------------------------------------------
 
+
 async def test_routes_are_case_insensitive(client) -> None:
     headers = bearer(await anonymous_token(client))
     assert (await client.get("/V1/Me/Products/p-001", headers=headers)).json()["ID"] == "p-001"
@@ -300,7 +399,10 @@ async def test_unknown_route_and_wrong_method(client) -> None:
     headers = bearer(await anonymous_token(client))
     missing = await client.get("/v1/nothing/here", headers=headers)
     assert missing.status_code == 404
-    assert missing.json()["Errors"][0]["Data"] == {"ObjectType": "Route", "ObjectID": "/v1/nothing/here"}
+    assert missing.json()["Errors"][0]["Data"] == {
+        "ObjectType": "Route",
+        "ObjectID": "/v1/nothing/here",
+    }
     wrong = await client.delete("/v1/me/products", headers=headers)
     assert wrong.status_code == 405 and wrong.json()["Errors"][0]["ErrorCode"] == "MethodNotAllowed"
 
@@ -310,6 +412,7 @@ async def test_bad_json_is_400_and_bom_is_tolerated(client) -> None:
     bad = await client.post("/v1/cart/lineitems", headers=headers, content=b"{not json")
     assert bad.status_code == 400
     assert bad.json()["Errors"][0]["ErrorCode"] == "Request.InvalidRequestBody"
-    bom = await client.post("/v1/cart/lineitems", headers=headers,
-                            content='\ufeff{"ProductID": "p-002"}'.encode())
+    bom = await client.post(
+        "/v1/cart/lineitems", headers=headers, content='\ufeff{"ProductID": "p-002"}'.encode()
+    )
     assert bom.status_code == 201 and bom.json()["Quantity"] == 1

@@ -8,10 +8,34 @@ from gateway.sandbox import listing
 from gateway.sandbox.errors import ApiError
 
 ITEMS = [
-    {"ID": "a1", "Name": "Steel Diver", "Description": "A dive watch", "xp": {"price": 300, "sale": True, "color": "blue", "tags": ["dive", "steel"]}, "DateCreated": "2025-01-10T00:00:00+00:00"},
-    {"ID": "a2", "Name": "Gold Ring", "Description": "Solid gold", "xp": {"price": 120.5, "sale": False, "color": "gold"}, "DateCreated": "2025-03-01T00:00:00+00:00"},
-    {"ID": "b1", "Name": "Leather Strap", "Description": "Brown leather", "xp": {"price": 45, "sale": False, "color": None}, "DateCreated": "2025-06-15T00:00:00+00:00"},
-    {"ID": "b2", "Name": "Blue Scarf", "Description": "Wool scarf", "xp": {"price": 85, "sale": True}, "DateCreated": "2025-09-30T00:00:00+00:00"},
+    {
+        "ID": "a1",
+        "Name": "Steel Diver",
+        "Description": "A dive watch",
+        "xp": {"price": 300, "sale": True, "color": "blue", "tags": ["dive", "steel"]},
+        "DateCreated": "2025-01-10T00:00:00+00:00",
+    },
+    {
+        "ID": "a2",
+        "Name": "Gold Ring",
+        "Description": "Solid gold",
+        "xp": {"price": 120.5, "sale": False, "color": "gold"},
+        "DateCreated": "2025-03-01T00:00:00+00:00",
+    },
+    {
+        "ID": "b1",
+        "Name": "Leather Strap",
+        "Description": "Brown leather",
+        "xp": {"price": 45, "sale": False, "color": None},
+        "DateCreated": "2025-06-15T00:00:00+00:00",
+    },
+    {
+        "ID": "b2",
+        "Name": "Blue Scarf",
+        "Description": "Wool scarf",
+        "xp": {"price": 85, "sale": True},
+        "DateCreated": "2025-09-30T00:00:00+00:00",
+    },
 ]
 
 
@@ -81,8 +105,14 @@ def test_sort_ascending_descending_and_multiple_keys() -> None:
 
 def test_paging_meta() -> None:
     page = listing.page_of(ITEMS, listing.parse("page=2&pageSize=3"))
-    assert page["Meta"] == {"Page": 2, "PageSize": 3, "TotalCount": 4, "TotalPages": 2,
-                            "ItemRange": [4, 4], "NextPageKey": None}
+    assert page["Meta"] == {
+        "Page": 2,
+        "PageSize": 3,
+        "TotalCount": 4,
+        "TotalPages": 2,
+        "ItemRange": [4, 4],
+        "NextPageKey": None,
+    }
     assert [item["ID"] for item in page["Items"]] == ["b2"]
     assert "Facets" not in page["Meta"]
     empty = listing.page_of(ITEMS, listing.parse("page=9"), facets=True)
@@ -90,7 +120,9 @@ def test_paging_meta() -> None:
     assert empty["Meta"]["Facets"] == []
 
 
-@pytest.mark.parametrize("query", ["pageSize=101", "pageSize=0", "pageSize=x", "page=0", "searchType=Fuzzy"])
+@pytest.mark.parametrize(
+    "query", ["pageSize=101", "pageSize=0", "pageSize=x", "page=0", "searchType=Fuzzy"]
+)
 def test_bad_list_parameters_are_400(query: str) -> None:
     with pytest.raises(ApiError) as caught:
         listing.parse(query)
@@ -98,7 +130,9 @@ def test_bad_list_parameters_are_400(query: str) -> None:
 
 
 def test_route_parameters_are_not_filters() -> None:
-    args = listing.parse("categoryID=rings&depth=all&xp.color=red&PageSize=5", ("categoryid", "depth"))
+    args = listing.parse(
+        "categoryID=rings&depth=all&xp.color=red&PageSize=5", ("categoryid", "depth")
+    )
     assert args.params == {"categoryid": "rings", "depth": "all"}
     assert args.filters == [("xp.color", "red")]
     assert args.page_size == 5

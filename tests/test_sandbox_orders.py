@@ -37,6 +37,7 @@ async def price(client: httpx.AsyncClient, headers: dict, product_id: str) -> fl
 
 # Seeded history ----------------------------------------------------------------------------
 
+
 async def test_repeat_customer_has_submitted_orders_worth_500_and_newcomer_none(client) -> None:
     jane = await login(client, REPEAT_CUSTOMER.username, REPEAT_CUSTOMER.password)
     history = (await client.get("/v1/me/orders", headers=jane)).json()
@@ -45,9 +46,12 @@ async def test_repeat_customer_has_submitted_orders_worth_500_and_newcomer_none(
     assert sum(order["Total"] for order in history["Items"]) >= 500
     dates = [order["DateCreated"] for order in history["Items"]]
     assert dates == sorted(dates, reverse=True)  # newest first
-    assert all(order["FromUserID"] == "jane" and order["Currency"] == "USD" for order in history["Items"])
-    lines = (await client.get(f"/v1/orders/Outgoing/{history['Items'][0]['ID']}/lineitems",
-                              headers=jane)).json()
+    assert all(
+        order["FromUserID"] == "jane" and order["Currency"] == "USD" for order in history["Items"]
+    )
+    lines = (
+        await client.get(f"/v1/orders/Outgoing/{history['Items'][0]['ID']}/lineitems", headers=jane)
+    ).json()
     assert lines["Items"] and lines["Items"][0]["Product"]["Name"]
     joe = await login(client, NEWCOMER.username, NEWCOMER.password)
     assert (await client.get("/v1/me/orders", headers=joe)).json()["Meta"]["TotalCount"] == 0
@@ -57,20 +61,25 @@ async def test_repeat_customer_has_submitted_orders_worth_500_and_newcomer_none(
 
 # Orders and line items ---------------------------------------------------------------------
 
+
 async def test_order_lifecycle_with_totals_and_submit(client) -> None:
     joe = await login(client, JOE.username, JOE.password)
     created = await client.post("/v1/orders/Outgoing", headers=joe, json={"xp": {"channel": "web"}})
     assert created.status_code == 201
     order = created.json()
     assert order["Status"] == "Unsubmitted" and order["IsSubmitted"] is False
-    assert order["FromUserID"] == "joe" and order["Total"] == 0 and order["xp"] == {"channel": "web"}
+    assert (
+        order["FromUserID"] == "joe" and order["Total"] == 0 and order["xp"] == {"channel": "web"}
+    )
     base = f"/v1/orders/outgoing/{order['ID']}"
 
     empty = await client.post(f"{base}/submit", headers={**joe, **JSON_EMPTY})
     assert empty.status_code == 400
     assert empty.json()["Errors"][0]["ErrorCode"] == "Order.CannotSubmitWithNoLineItems"
 
-    added = await client.post(f"{base}/lineitems", headers=joe, json={"ProductID": "p-001", "Quantity": 2})
+    added = await client.post(
+        f"{base}/lineitems", headers=joe, json={"ProductID": "p-001", "Quantity": 2}
+    )
     assert added.status_code == 201
     line = added.json()
     unit = await price(client, joe, "p-001")
@@ -79,17 +88,30 @@ async def test_order_lifecycle_with_totals_and_submit(client) -> None:
     assert line["Product"]["ID"] == "p-001" and "PriceSchedule" not in line["Product"]
     assert line["Product"]["xp"]["brand"] and line["DateAdded"]
 
-    second = await client.post(f"{base}/lineitems", headers=joe,
-                               json={"ID": "gift", "ProductID": "p-008", "Quantity": 1, "xp": {"wrap": True}})
+    second = await client.post(
+        f"{base}/lineitems",
+        headers=joe,
+        json={"ID": "gift", "ProductID": "p-008", "Quantity": 1, "xp": {"wrap": True}},
+    )
     assert second.status_code == 201 and second.json()["ID"] == "gift"
-    duplicate = await client.post(f"{base}/lineitems", headers=joe, json={"ID": "gift", "ProductID": "p-008"})
+    duplicate = await client.post(
+        f"{base}/lineitems", headers=joe, json={"ID": "gift", "ProductID": "p-008"}
+    )
     assert duplicate.status_code == 409
 
-    patched = await client.patch(f"{base}/lineitems/gift", headers=joe, json={"Quantity": 3, "xp": {"note": "hi"}})
+    patched = await client.patch(
+        f"{base}/lineitems/gift", headers=joe, json={"Quantity": 3, "xp": {"note": "hi"}}
+    )
     assert patched.status_code == 200
     assert patched.json()["Quantity"] == 3 and patched.json()["xp"] == {"wrap": True, "note": "hi"}
-    saved = await client.put(f"{base}/lineitems/gift", headers=joe, json={"ProductID": "p-009", "Quantity": 1})
-    assert saved.status_code == 200 and saved.json()["ProductID"] == "p-009" and saved.json()["xp"] is None
+    saved = await client.put(
+        f"{base}/lineitems/gift", headers=joe, json={"ProductID": "p-009", "Quantity": 1}
+    )
+    assert (
+        saved.status_code == 200
+        and saved.json()["ProductID"] == "p-009"
+        and saved.json()["xp"] is None
+    )
 
     current = (await client.get(base, headers=joe)).json()
     lines = (await client.get(f"{base}/lineitems", headers=joe)).json()["Items"]
@@ -107,7 +129,10 @@ async def test_order_lifecycle_with_totals_and_submit(client) -> None:
     body = submitted.json()
     assert body["Status"] == "Open" and body["IsSubmitted"] is True and body["DateSubmitted"]
     again = await client.post(f"{base}/submit", headers=joe)
-    assert again.status_code == 400 and again.json()["Errors"][0]["ErrorCode"] == "Order.CannotSubmitBadStatus"
+    assert (
+        again.status_code == 400
+        and again.json()["Errors"][0]["ErrorCode"] == "Order.CannotSubmitBadStatus"
+    )
     locked = await client.post(f"{base}/lineitems", headers=joe, json={"ProductID": "p-001"})
     assert locked.status_code == 400
     assert (await client.delete(base, headers=joe)).status_code == 400
@@ -116,12 +141,16 @@ async def test_order_lifecycle_with_totals_and_submit(client) -> None:
 async def test_order_patch_delete_and_direction_case(client) -> None:
     joe = await login(client, JOE.username, JOE.password)
     order = (await client.post("/v1/orders/OUTGOING", headers={**joe, **JSON_EMPTY})).json()
-    patched = await client.patch(f"/v1/orders/All/{order['ID']}", headers=joe, json={"Comments": "leave at door"})
+    patched = await client.patch(
+        f"/v1/orders/All/{order['ID']}", headers=joe, json={"Comments": "leave at door"}
+    )
     assert patched.json()["Comments"] == "leave at door"
     assert (await client.get(f"/v1/orders/incoming/{order['ID']}", headers=joe)).status_code == 404
     listed = (await client.get("/v1/orders/outgoing?Status=Unsubmitted", headers=joe)).json()
     assert [o["ID"] for o in listed["Items"]] == [order["ID"]]
-    assert (await client.delete(f"/v1/orders/outgoing/{order['ID']}", headers=joe)).status_code == 204
+    assert (
+        await client.delete(f"/v1/orders/outgoing/{order['ID']}", headers=joe)
+    ).status_code == 204
     assert (await client.get(f"/v1/orders/outgoing/{order['ID']}", headers=joe)).status_code == 404
 
 
@@ -146,25 +175,32 @@ async def test_shopper_cannot_touch_someone_elses_order(client) -> None:
     joe = await login(client, JOE.username, JOE.password)
     order_id = (await client.get("/v1/me/orders", headers=jane)).json()["Items"][0]["ID"]
     for method, suffix in (("GET", ""), ("DELETE", ""), ("GET", "/lineitems"), ("POST", "/submit")):
-        response = await client.request(method, f"/v1/orders/outgoing/{order_id}{suffix}", headers=joe)
+        response = await client.request(
+            method, f"/v1/orders/outgoing/{order_id}{suffix}", headers=joe
+        )
         assert response.status_code == 404, (method, suffix)
         assert response.json()["Errors"][0]["Data"] == {"ObjectType": "Order", "ObjectID": order_id}
     anonymous = bearer(await anonymous_token(client))
-    assert (await client.get(f"/v1/orders/outgoing/{order_id}", headers=anonymous)).status_code == 404
-    stolen = await client.post(f"/v1/orders/outgoing/{order_id}/lineitems", headers=anonymous,
-                               json={"ProductID": "p-001"})
+    assert (
+        await client.get(f"/v1/orders/outgoing/{order_id}", headers=anonymous)
+    ).status_code == 404
+    stolen = await client.post(
+        f"/v1/orders/outgoing/{order_id}/lineitems", headers=anonymous, json={"ProductID": "p-001"}
+    )
     assert stolen.status_code == 404
 
 
 # Anonymous shoppers, cart, transfer, register ----------------------------------------------
+
 
 async def test_anonymous_order_id_is_created_on_first_line_item(client) -> None:
     token = await anonymous_token(client)
     headers = bearer(token)
     order_id = jwt.decode(token["access_token"], options={"verify_signature": False})["orderid"]
     assert (await client.get(f"/v1/orders/outgoing/{order_id}", headers=headers)).status_code == 404
-    added = await client.post(f"/v1/orders/outgoing/{order_id}/lineitems", headers=headers,
-                              json={"ProductID": "p-010"})
+    added = await client.post(
+        f"/v1/orders/outgoing/{order_id}/lineitems", headers=headers, json={"ProductID": "p-010"}
+    )
     assert added.status_code == 201
     order = (await client.get(f"/v1/orders/outgoing/{order_id}", headers=headers)).json()
     assert order["ID"] == order_id and order["LineItemCount"] == 1
@@ -177,18 +213,32 @@ async def test_cart_routes(client) -> None:
     empty = (await client.get("/v1/cart", headers=headers)).json()
     assert empty["ID"] is None and empty["LineItemCount"] == 0
     assert (await client.get("/v1/cart/lineitems", headers=headers)).json()["Items"] == []
-    assert (await client.patch("/v1/cart/lineitems/x", headers=headers, json={"Quantity": 2})).status_code == 404
+    assert (
+        await client.patch("/v1/cart/lineitems/x", headers=headers, json={"Quantity": 2})
+    ).status_code == 404
 
-    line = (await client.post("/v1/cart/lineitems", headers=headers, json={"ProductID": "p-002"})).json()
+    line = (
+        await client.post("/v1/cart/lineitems", headers=headers, json={"ProductID": "p-002"})
+    ).json()
     cart = (await client.get("/v1/cart", headers=headers)).json()
     assert cart["ID"] and cart["Total"] == line["LineTotal"]
-    assert (await client.get(f"/v1/Cart/LineItems/{line['ID']}", headers=headers)).json()["ProductID"] == "p-002"
-    patched = (await client.patch(f"/v1/cart/lineitems/{line['ID']}", headers=headers, json={"Quantity": 4})).json()
+    assert (await client.get(f"/v1/Cart/LineItems/{line['ID']}", headers=headers)).json()[
+        "ProductID"
+    ] == "p-002"
+    patched = (
+        await client.patch(
+            f"/v1/cart/lineitems/{line['ID']}", headers=headers, json={"Quantity": 4}
+        )
+    ).json()
     assert patched["Quantity"] == 4
-    put = await client.put("/v1/cart/lineitems/extra", headers=headers, json={"ProductID": "p-003", "Quantity": 1})
+    put = await client.put(
+        "/v1/cart/lineitems/extra", headers=headers, json={"ProductID": "p-003", "Quantity": 1}
+    )
     assert put.status_code == 200
     cart = (await client.get("/v1/cart", headers=headers)).json()
-    assert cart["LineItemCount"] == 2 and cart["Subtotal"] == round(patched["LineTotal"] + put.json()["LineTotal"], 2)
+    assert cart["LineItemCount"] == 2 and cart["Subtotal"] == round(
+        patched["LineTotal"] + put.json()["LineTotal"], 2
+    )
     assert (await client.delete("/v1/cart/lineitems/extra", headers=headers)).status_code == 204
 
     submitted = await client.post("/v1/cart/submit", headers={**headers, **JSON_EMPTY})
@@ -204,9 +254,13 @@ async def test_cart_routes(client) -> None:
 
 async def test_transfer_moves_the_anonymous_cart_to_the_user(client) -> None:
     anon = await anonymous_token(client)
-    await client.post("/v1/cart/lineitems", headers=bearer(anon), json={"ProductID": "p-005", "Quantity": 2})
+    await client.post(
+        "/v1/cart/lineitems", headers=bearer(anon), json={"ProductID": "p-005", "Quantity": 2}
+    )
     joe = await login(client, JOE.username, JOE.password)
-    response = await client.put(f"/v1/me/orders?anonUserToken={anon['access_token']}", headers={**joe, **JSON_EMPTY})
+    response = await client.put(
+        f"/v1/me/orders?anonUserToken={anon['access_token']}", headers={**joe, **JSON_EMPTY}
+    )
     assert response.status_code == 204 and response.content == b""
     cart = (await client.get("/v1/cart", headers=joe)).json()
     assert cart["FromUserID"] == "joe" and cart["LineItemCount"] == 1
@@ -218,7 +272,9 @@ async def test_transfer_moves_the_anonymous_cart_to_the_user(client) -> None:
     assert (await client.get("/v1/me/orders", headers=joe)).json()["Meta"]["TotalCount"] == 1
 
 
-@pytest.mark.parametrize("query", ["", "?anonUserToken=", "?anonUserToken=garbage", "password-token"])
+@pytest.mark.parametrize(
+    "query", ["", "?anonUserToken=", "?anonUserToken=garbage", "password-token"]
+)
 async def test_transfer_needs_a_valid_anonymous_token(client, query) -> None:
     joe = await login(client, JOE.username, JOE.password)
     if query == "password-token":
@@ -231,10 +287,17 @@ async def test_transfer_needs_a_valid_anonymous_token(client, query) -> None:
 async def test_register_creates_a_user_and_hands_over_the_cart(client) -> None:
     anon = await anonymous_token(client)
     await client.post("/v1/cart/lineitems", headers=bearer(anon), json={"ProductID": "p-006"})
-    me = {"Username": "newbie", "Password": "newbie-pass", "FirstName": "New", "LastName": "Bie",
-          "Email": "newbie@acme.example", "Active": True}
-    response = await client.put(f"/v1/me/register?anonUserToken={anon['access_token']}",
-                                headers=bearer(anon), json=me)
+    me = {
+        "Username": "newbie",
+        "Password": "newbie-pass",
+        "FirstName": "New",
+        "LastName": "Bie",
+        "Email": "newbie@acme.example",
+        "Active": True,
+    }
+    response = await client.put(
+        f"/v1/me/register?anonUserToken={anon['access_token']}", headers=bearer(anon), json=me
+    )
     assert response.status_code == 200
     token = response.json()
     assert token["access_token"]
@@ -244,12 +307,16 @@ async def test_register_creates_a_user_and_hands_over_the_cart(client) -> None:
     assert user["Username"] == "newbie" and user["Buyer"]["ID"] == "acme"
     lines = (await client.get("/v1/cart/lineitems", headers=bearer(token))).json()["Items"]
     assert [li["ProductID"] for li in lines] == ["p-006"]
-    assert (await login(client, "newbie", "newbie-pass"))  # the new password works
-    taken = await client.put(f"/v1/me/register?anonUserToken={anon['access_token']}",
-                             headers=bearer(anon), json=me)
+    assert await login(client, "newbie", "newbie-pass")  # the new password works
+    taken = await client.put(
+        f"/v1/me/register?anonUserToken={anon['access_token']}", headers=bearer(anon), json=me
+    )
     assert taken.status_code == 409
-    incomplete = await client.put(f"/v1/me/register?anonUserToken={anon['access_token']}",
-                                  headers=bearer(anon), json={"Username": "x"})
+    incomplete = await client.put(
+        f"/v1/me/register?anonUserToken={anon['access_token']}",
+        headers=bearer(anon),
+        json={"Username": "x"},
+    )
     assert incomplete.status_code == 400
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from starlette.applications import Starlette
@@ -52,12 +53,19 @@ class Sandbox:
 def _new_sandbox(base_url: str | None) -> Sandbox:
     signer, directory, assortment = Signer(), Directory(), Assortment()
     orders = OrderBook(directory, assortment.products)
-    orders.seed_history(datetime.now(timezone.utc))
-    return Sandbox(base_url.rstrip("/") if base_url else None, signer, directory,
-                   OAuth(signer, directory), assortment, orders)
+    orders.seed_history(datetime.now(UTC))
+    return Sandbox(
+        base_url.rstrip("/") if base_url else None,
+        signer,
+        directory,
+        OAuth(signer, directory),
+        assortment,
+        orders,
+    )
 
 
 # Request plumbing ---------------------------------------------------------------------------
+
 
 def _ok(data: Any, status: int = 200) -> Response:
     return JSONResponse(data, status)
@@ -106,6 +114,7 @@ Handler = Callable[..., Awaitable[Response]]
 
 # OAuth --------------------------------------------------------------------------------------
 
+
 async def token(sandbox: Sandbox, request: Request, _: Shopper | None) -> Response:
     form = dict(parse_qsl((await request.body()).decode("utf-8-sig"), keep_blank_values=True))
     return _ok(sandbox.oauth.grant(form, sandbox.audience(request)))
@@ -118,6 +127,7 @@ async def certificate(sandbox: Sandbox, request: Request, _: Shopper | None, kid
 
 
 # Me -----------------------------------------------------------------------------------------
+
 
 async def me(sandbox: Sandbox, request: Request, shopper: Shopper) -> Response:
     return _ok(sandbox.directory.me_user(shopper.user))
@@ -135,8 +145,11 @@ async def register(sandbox: Sandbox, request: Request, shopper: Shopper) -> Resp
 async def transfer(sandbox: Sandbox, request: Request, shopper: Shopper) -> Response:
     anonymous = _anonymous_claims(sandbox, request)
     if shopper.anonymous_order_id is not None:
-        raise ApiError(400, "Auth.AnonUserProhibited",
-                       "Only a registered user can take over an anonymous user's order.")
+        raise ApiError(
+            400,
+            "Auth.AnonUserProhibited",
+            "Only a registered user can take over an anonymous user's order.",
+        )
     sandbox.orders.transfer(anonymous.owner, shopper)
     return _no_content()
 
@@ -169,7 +182,9 @@ async def products(sandbox: Sandbox, request: Request, shopper: Shopper) -> Resp
     return _ok(listing.page_of(items, args, facets=True))
 
 
-async def product(sandbox: Sandbox, request: Request, shopper: Shopper, product_id: str) -> Response:
+async def product(
+    sandbox: Sandbox, request: Request, shopper: Shopper, product_id: str
+) -> Response:
     item = sandbox.assortment.products[shopper.user.buyer_id].get(product_id)
     if item is None:
         raise not_found("Product", product_id)
@@ -178,10 +193,14 @@ async def product(sandbox: Sandbox, request: Request, shopper: Shopper, product_
 
 async def promotions(sandbox: Sandbox, request: Request, shopper: Shopper) -> Response:
     args = listing.parse(_query(request))
-    return _ok(listing.page_of(sandbox.assortment.promotions, args, ("ID", "Name", "Description", "Code")))
+    return _ok(
+        listing.page_of(sandbox.assortment.promotions, args, ("ID", "Name", "Description", "Code"))
+    )
 
 
-async def promotion(sandbox: Sandbox, request: Request, shopper: Shopper, promotion_id: str) -> Response:
+async def promotion(
+    sandbox: Sandbox, request: Request, shopper: Shopper, promotion_id: str
+) -> Response:
     item = sandbox.assortment.promotion.get(promotion_id)
     if item is None:
         raise not_found("Promotion", promotion_id)
@@ -193,14 +212,21 @@ async def categories(sandbox: Sandbox, request: Request, shopper: Shopper) -> Re
     shelf = sandbox.assortment
     shelf.check_catalog(args.params.get("catalogid"))
     parents = [value for key, value in args.filters if key.lower() == "parentid"]
-    items = shelf.visible_categories(args.params.get("depth"), parents[0] if len(parents) == 1 else None,
-                                     args.params.get("productid"))
+    items = shelf.visible_categories(
+        args.params.get("depth"),
+        parents[0] if len(parents) == 1 else None,
+        args.params.get("productid"),
+    )
     return _ok(listing.page_of(items, args))
 
 
-async def category(sandbox: Sandbox, request: Request, shopper: Shopper, category_id: str) -> Response:
+async def category(
+    sandbox: Sandbox, request: Request, shopper: Shopper, category_id: str
+) -> Response:
     shelf = sandbox.assortment
-    shelf.check_catalog(next((v for k, v in parse_qsl(_query(request)) if k.lower() == "catalogid"), None))
+    shelf.check_catalog(
+        next((v for k, v in parse_qsl(_query(request)) if k.lower() == "catalogid"), None)
+    )
     item = shelf.category.get(category_id)
     if item is None:
         raise not_found("Category", category_id)
@@ -209,38 +235,51 @@ async def category(sandbox: Sandbox, request: Request, shopper: Shopper, categor
 
 # Orders -------------------------------------------------------------------------------------
 
-async def list_orders(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str) -> Response:
+
+async def list_orders(
+    sandbox: Sandbox, request: Request, shopper: Shopper, direction: str
+) -> Response:
     if direction == "incoming":
-        return _ok(listing.page_of([], listing.parse(_query(request), ("from", "to", "buyerid", "supplierid"))))
+        return _ok(
+            listing.page_of(
+                [], listing.parse(_query(request), ("from", "to", "buyerid", "supplierid"))
+            )
+        )
     return _ok(_order_page(sandbox, request, shopper))
 
 
-async def create_order(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str) -> Response:
+async def create_order(
+    sandbox: Sandbox, request: Request, shopper: Shopper, direction: str
+) -> Response:
     if direction == "incoming":
         raise invalid("A buyer can only create outgoing orders.", data={"Parameter": "direction"})
     return _ok(sandbox.orders.create(shopper, await _body(request)).order, 201)
 
 
-async def get_order(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str,
-                    order_id: str) -> Response:
+async def get_order(
+    sandbox: Sandbox, request: Request, shopper: Shopper, direction: str, order_id: str
+) -> Response:
     return _ok(sandbox.orders.get(shopper, order_id, direction).order)
 
 
-async def patch_order(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str,
-                      order_id: str) -> Response:
+async def patch_order(
+    sandbox: Sandbox, request: Request, shopper: Shopper, direction: str, order_id: str
+) -> Response:
     record = sandbox.orders.get(shopper, order_id, direction)
     sandbox.orders.patch(record, await _body(request))
     return _ok(record.order)
 
 
-async def delete_order(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str,
-                       order_id: str) -> Response:
+async def delete_order(
+    sandbox: Sandbox, request: Request, shopper: Shopper, direction: str, order_id: str
+) -> Response:
     sandbox.orders.delete(sandbox.orders.get(shopper, order_id, direction))
     return _no_content()
 
 
-async def submit_order(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str,
-                       order_id: str) -> Response:
+async def submit_order(
+    sandbox: Sandbox, request: Request, shopper: Shopper, direction: str, order_id: str
+) -> Response:
     record = sandbox.orders.get(shopper, order_id, direction)
     await _body(request)
     sandbox.orders.submit(record)
@@ -253,45 +292,72 @@ def _line_page(request: Request, record: OrderRecord | None) -> dict[str, Any]:
     return listing.page_of(lines, args, ("ID", "ProductID", "Product.Name"))
 
 
-async def list_lines(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str,
-                     order_id: str) -> Response:
+async def list_lines(
+    sandbox: Sandbox, request: Request, shopper: Shopper, direction: str, order_id: str
+) -> Response:
     return _ok(_line_page(request, sandbox.orders.get(shopper, order_id, direction)))
 
 
-async def create_line(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str,
-                      order_id: str) -> Response:
+async def create_line(
+    sandbox: Sandbox, request: Request, shopper: Shopper, direction: str, order_id: str
+) -> Response:
     body = await _body(request)
     record = sandbox.orders.get_or_start(shopper, order_id, direction)
     return _ok(sandbox.orders.add_line(record, body), 201)
 
 
-async def get_line(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str,
-                   order_id: str, line_id: str) -> Response:
+async def get_line(
+    sandbox: Sandbox,
+    request: Request,
+    shopper: Shopper,
+    direction: str,
+    order_id: str,
+    line_id: str,
+) -> Response:
     record = sandbox.orders.get(shopper, order_id, direction)
     return _ok(sandbox.orders.line(record, line_id))
 
 
-async def save_line(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str,
-                    order_id: str, line_id: str) -> Response:
+async def save_line(
+    sandbox: Sandbox,
+    request: Request,
+    shopper: Shopper,
+    direction: str,
+    order_id: str,
+    line_id: str,
+) -> Response:
     body = await _body(request)
     record = sandbox.orders.get_or_start(shopper, order_id, direction)
     return _ok(sandbox.orders.save_line(record, line_id, body))
 
 
-async def patch_line(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str,
-                     order_id: str, line_id: str) -> Response:
+async def patch_line(
+    sandbox: Sandbox,
+    request: Request,
+    shopper: Shopper,
+    direction: str,
+    order_id: str,
+    line_id: str,
+) -> Response:
     body = await _body(request)
     record = sandbox.orders.get(shopper, order_id, direction)
     return _ok(sandbox.orders.patch_line(record, line_id, body))
 
 
-async def delete_line(sandbox: Sandbox, request: Request, shopper: Shopper, direction: str,
-                      order_id: str, line_id: str) -> Response:
+async def delete_line(
+    sandbox: Sandbox,
+    request: Request,
+    shopper: Shopper,
+    direction: str,
+    order_id: str,
+    line_id: str,
+) -> Response:
     sandbox.orders.delete_line(sandbox.orders.get(shopper, order_id, direction), line_id)
     return _no_content()
 
 
 # Cart: the shopper's current unsubmitted order ----------------------------------------------
+
 
 def _cart(sandbox: Sandbox, shopper: Shopper, line_id: str) -> OrderRecord:
     record = sandbox.orders.cart(shopper)
@@ -325,17 +391,23 @@ async def cart_line(sandbox: Sandbox, request: Request, shopper: Shopper, line_i
     return _ok(sandbox.orders.line(_cart(sandbox, shopper, line_id), line_id))
 
 
-async def cart_save_line(sandbox: Sandbox, request: Request, shopper: Shopper, line_id: str) -> Response:
+async def cart_save_line(
+    sandbox: Sandbox, request: Request, shopper: Shopper, line_id: str
+) -> Response:
     body = await _body(request)
     return _ok(sandbox.orders.save_line(sandbox.orders.cart_or_start(shopper), line_id, body))
 
 
-async def cart_patch_line(sandbox: Sandbox, request: Request, shopper: Shopper, line_id: str) -> Response:
+async def cart_patch_line(
+    sandbox: Sandbox, request: Request, shopper: Shopper, line_id: str
+) -> Response:
     body = await _body(request)
     return _ok(sandbox.orders.patch_line(_cart(sandbox, shopper, line_id), line_id, body))
 
 
-async def cart_delete_line(sandbox: Sandbox, request: Request, shopper: Shopper, line_id: str) -> Response:
+async def cart_delete_line(
+    sandbox: Sandbox, request: Request, shopper: Shopper, line_id: str
+) -> Response:
     sandbox.orders.delete_line(_cart(sandbox, shopper, line_id), line_id)
     return _no_content()
 
@@ -344,8 +416,11 @@ async def cart_submit(sandbox: Sandbox, request: Request, shopper: Shopper) -> R
     await _body(request)
     record = sandbox.orders.cart(shopper)
     if record is None:
-        raise ApiError(400, "Order.CannotSubmitWithNoLineItems",
-                       "Order must have at least one line item to be submitted.")
+        raise ApiError(
+            400,
+            "Order.CannotSubmitWithNoLineItems",
+            "Order must have at least one line item to be submitted.",
+        )
     sandbox.orders.submit(record)
     return _ok(record.order, 201)
 
@@ -394,8 +469,10 @@ _TABLE: list[tuple[str, str, Handler, bool]] = [
     ("DELETE", _CART_LINE, cart_delete_line, True),
 ]
 # The last field says whether the first captured group is an order direction (lower-cased).
-_ROUTES = [(method, re.compile(pattern + "/?", re.IGNORECASE), handler, auth, _DIRECTION in pattern)
-           for method, pattern, handler, auth in _TABLE]
+_ROUTES = [
+    (method, re.compile(pattern + "/?", re.IGNORECASE), handler, auth, _DIRECTION in pattern)
+    for method, pattern, handler, auth in _TABLE
+]
 _INVALID_TOKEN = ApiError(401, "InvalidToken", "Access token is invalid or expired.")
 
 
@@ -422,10 +499,18 @@ async def dispatch(request: Request) -> Response:
                 ids[0] = ids[0].lower()
             return await handler(sandbox, request, shopper, *ids)
         if allowed:
-            raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {unquote(path)}.",
-                           {"Allowed": allowed})
-        raise ApiError(404, "NotFound", f"Route not found: {unquote(path)}",
-                       {"ObjectType": "Route", "ObjectID": unquote(path)})
+            raise ApiError(
+                405,
+                "MethodNotAllowed",
+                f"{method} is not allowed on {unquote(path)}.",
+                {"Allowed": allowed},
+            )
+        raise ApiError(
+            404,
+            "NotFound",
+            f"Route not found: {unquote(path)}",
+            {"ObjectType": "Route", "ObjectID": unquote(path)},
+        )
     except ApiError as error:
         return JSONResponse(error.body(), error.status)
 

@@ -15,7 +15,8 @@ class Assortment:
     def __init__(self) -> None:
         rows = catalog.product_rows()
         self.products: dict[str, dict[str, dict[str, Any]]] = {
-            buyer.id: {row["id"]: catalog.buyer_product(row, buyer) for row in rows} for buyer in BUYERS
+            buyer.id: {row["id"]: catalog.buyer_product(row, buyer) for row in rows}
+            for buyer in BUYERS
         }
         self.categories = catalog.categories()
         self.category = {item["ID"]: item for item in self.categories}
@@ -51,8 +52,9 @@ class Assortment:
             level += 1
         return found
 
-    def visible_categories(self, depth: str | None, parent_filter: str | None,
-                           product_id: str | None) -> list[dict[str, Any]]:
+    def visible_categories(
+        self, depth: str | None, parent_filter: str | None, product_id: str | None
+    ) -> list[dict[str, Any]]:
         """Categories within `depth` (default 1) of the top, or of the parent being filtered on."""
         limit = _depth(depth, default=1)
         base = self.level(parent_filter) if parent_filter in self.category else 0
@@ -72,4 +74,6 @@ def _depth(value: str | None, default: int | None) -> int | None:
         return None
     if value.isdigit() and int(value) >= 1:
         return int(value)
-    raise invalid(f"depth must be a number of at least 1 or 'all': {value}", data={"Parameter": "depth"})
+    raise invalid(
+        f"depth must be a number of at least 1 or 'all': {value}", data={"Parameter": "depth"}
+    )

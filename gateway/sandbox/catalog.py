@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 CATALOG_ID = "ocgw-demo"
@@ -117,32 +117,83 @@ _CATEGORIES = (
 
 # (leaf category, product nouns, typical USD price, a sentence for the description)
 _LINES = (
-    ("mens-watches", ("Chronograph", "Diver", "Field Watch", "Pilot Watch", "Dress Watch"), 420,
-     "Water resistant to 100 m, with a sapphire crystal."),
-    ("womens-watches", ("Petite Watch", "Bangle Watch", "Moonphase Watch", "Classic Watch"), 380,
-     "A slim case that sits neatly under a cuff."),
-    ("smart-watches", ("Smartwatch", "Fitness Tracker"), 290,
-     "Tracks heart rate, sleep and workouts for a week on one charge."),
-    ("rings", ("Signet Ring", "Band Ring", "Solitaire Ring"), 240,
-     "Hand-finished and available in every size."),
-    ("necklaces", ("Pendant Necklace", "Chain Necklace", "Locket"), 180,
-     "Comes on an adjustable 45 cm chain."),
-    ("earrings", ("Hoop Earrings", "Stud Earrings", "Drop Earrings"), 120,
-     "Hypoallergenic posts for all-day wear."),
-    ("bracelets", ("Cuff Bracelet", "Link Bracelet", "Charm Bracelet"), 150,
-     "A secure clasp and a polished finish."),
-    ("straps", ("Leather Strap", "Mesh Strap", "NATO Strap"), 45,
-     "Quick-release pins fit most 20 mm lugs."),
-    ("wallets", ("Bifold Wallet", "Card Holder"), 70,
-     "Slim enough for a front pocket, with RFID shielding."),
-    ("sunglasses", ("Aviator Sunglasses", "Wayfarer Sunglasses"), 140,
-     "Polarised lenses with full UV400 protection."),
-    ("scarves", ("Wool Scarf", "Silk Scarf"), 85,
-     "Soft, warm and made to last."),
+    (
+        "mens-watches",
+        ("Chronograph", "Diver", "Field Watch", "Pilot Watch", "Dress Watch"),
+        420,
+        "Water resistant to 100 m, with a sapphire crystal.",
+    ),
+    (
+        "womens-watches",
+        ("Petite Watch", "Bangle Watch", "Moonphase Watch", "Classic Watch"),
+        380,
+        "A slim case that sits neatly under a cuff.",
+    ),
+    (
+        "smart-watches",
+        ("Smartwatch", "Fitness Tracker"),
+        290,
+        "Tracks heart rate, sleep and workouts for a week on one charge.",
+    ),
+    (
+        "rings",
+        ("Signet Ring", "Band Ring", "Solitaire Ring"),
+        240,
+        "Hand-finished and available in every size.",
+    ),
+    (
+        "necklaces",
+        ("Pendant Necklace", "Chain Necklace", "Locket"),
+        180,
+        "Comes on an adjustable 45 cm chain.",
+    ),
+    (
+        "earrings",
+        ("Hoop Earrings", "Stud Earrings", "Drop Earrings"),
+        120,
+        "Hypoallergenic posts for all-day wear.",
+    ),
+    (
+        "bracelets",
+        ("Cuff Bracelet", "Link Bracelet", "Charm Bracelet"),
+        150,
+        "A secure clasp and a polished finish.",
+    ),
+    (
+        "straps",
+        ("Leather Strap", "Mesh Strap", "NATO Strap"),
+        45,
+        "Quick-release pins fit most 20 mm lugs.",
+    ),
+    (
+        "wallets",
+        ("Bifold Wallet", "Card Holder"),
+        70,
+        "Slim enough for a front pocket, with RFID shielding.",
+    ),
+    (
+        "sunglasses",
+        ("Aviator Sunglasses", "Wayfarer Sunglasses"),
+        140,
+        "Polarised lenses with full UV400 protection.",
+    ),
+    ("scarves", ("Wool Scarf", "Silk Scarf"), 85, "Soft, warm and made to last."),
 )
 _BRANDS = ("Halden", "Nordvik", "Aurelia", "Marlowe", "Kestrel", "Sable & Co")
-_STYLES = ("Classic", "Heritage", "Nova", "Meridian", "Atlas", "Luna", "Vega", "Orion", "Solstice",
-           "Aria", "Tempo", "Summit")
+_STYLES = (
+    "Classic",
+    "Heritage",
+    "Nova",
+    "Meridian",
+    "Atlas",
+    "Luna",
+    "Vega",
+    "Orion",
+    "Solstice",
+    "Aria",
+    "Tempo",
+    "Summit",
+)
 _COLORS = ("black", "silver", "gold", "rose gold", "blue", "green", "brown", "white")
 _MATERIALS = {
     "mens-watches": ("stainless steel", "titanium", "bronze"),
@@ -159,27 +210,69 @@ _NEW_ARRIVALS = 10  # the newest products also sit in "new-arrivals"
 
 _PROMOTIONS = (
     # (id, code, name, audience, value expression, eligible expression, description)
-    ("promo-welcome", "WELCOME10", "Welcome: 10% off your first order", "newVisitor",
-     "Order.Subtotal * .10", "true", "A thank-you for trying us out."),
-    ("promo-loyal", "LOYAL15", "15% off for returning customers", "repeatCustomer",
-     "Order.Subtotal * .15", "Order.Subtotal >= 100", "For customers who keep coming back."),
-    ("promo-vip", "VIP20", "VIP: 20% off everything", "vip",
-     "Order.Subtotal * .20", "true", "Reserved for our best customers."),
-    ("promo-freeship", "FREESHIP", "Free shipping over 75", "all",
-     "Order.ShippingCost", "Order.Subtotal >= 75", "Free standard delivery on larger orders."),
-    ("promo-watchweek", "WATCHWEEK", "Watch week: 50 off any watch", "all",
-     "50", "Order.Subtotal >= 250", "Fifty off when your order includes a watch."),
-    ("promo-comeback", "COMEBACK25", "We missed you: 25 off", "repeatCustomer",
-     "25", "Order.Subtotal >= 150", "For customers we have not seen for a while."),
+    (
+        "promo-welcome",
+        "WELCOME10",
+        "Welcome: 10% off your first order",
+        "newVisitor",
+        "Order.Subtotal * .10",
+        "true",
+        "A thank-you for trying us out.",
+    ),
+    (
+        "promo-loyal",
+        "LOYAL15",
+        "15% off for returning customers",
+        "repeatCustomer",
+        "Order.Subtotal * .15",
+        "Order.Subtotal >= 100",
+        "For customers who keep coming back.",
+    ),
+    (
+        "promo-vip",
+        "VIP20",
+        "VIP: 20% off everything",
+        "vip",
+        "Order.Subtotal * .20",
+        "true",
+        "Reserved for our best customers.",
+    ),
+    (
+        "promo-freeship",
+        "FREESHIP",
+        "Free shipping over 75",
+        "all",
+        "Order.ShippingCost",
+        "Order.Subtotal >= 75",
+        "Free standard delivery on larger orders.",
+    ),
+    (
+        "promo-watchweek",
+        "WATCHWEEK",
+        "Watch week: 50 off any watch",
+        "all",
+        "50",
+        "Order.Subtotal >= 250",
+        "Fifty off when your order includes a watch.",
+    ),
+    (
+        "promo-comeback",
+        "COMEBACK25",
+        "We missed you: 25 off",
+        "repeatCustomer",
+        "25",
+        "Order.Subtotal >= 150",
+        "For customers we have not seen for a while.",
+    ),
 )
 
 
 def iso(moment: datetime) -> str:
     """OrderCloud's date format: ISO 8601 in UTC."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-_EPOCH = datetime(2025, 1, 6, 9, 0, tzinfo=timezone.utc)
+_EPOCH = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 
 
 def product_rows() -> list[dict[str, Any]]:
@@ -195,21 +288,23 @@ def product_rows() -> list[dict[str, Any]]:
         materials = _MATERIALS.get(category, _JEWELLERY_MATERIALS)
         material = materials[n % len(materials)]
         price = round(typical * rng.uniform(0.7, 1.8)) - 0.01
-        rows.append({
-            "id": f"p-{n:03d}",
-            "name": f"{brand} {style} {noun}",
-            "description": f"{style} {noun.lower()} by {brand} in {color} {material}. {blurb}",
-            "category": category,
-            "brand": brand,
-            "color": color,
-            "material": material,
-            "price": price,
-            "sale": n % 4 == 0,
-            "popularity": rng.randint(1, 100),
-            "rating": round(rng.uniform(3.2, 5.0), 1),
-            "stock": rng.randint(0, 80),
-            "created": iso(_EPOCH + timedelta(days=7 * n)),
-        })
+        rows.append(
+            {
+                "id": f"p-{n:03d}",
+                "name": f"{brand} {style} {noun}",
+                "description": f"{style} {noun.lower()} by {brand} in {color} {material}. {blurb}",
+                "category": category,
+                "brand": brand,
+                "color": color,
+                "material": material,
+                "price": price,
+                "sale": n % 4 == 0,
+                "popularity": rng.randint(1, 100),
+                "rating": round(rng.uniform(3.2, 5.0), 1),
+                "stock": rng.randint(0, 80),
+                "created": iso(_EPOCH + timedelta(days=7 * n)),
+            }
+        )
     return rows
 
 
@@ -229,8 +324,15 @@ def buyer_product(row: dict[str, Any], buyer: Buyer) -> dict[str, Any]:
             "MaxQuantity": None,
             "UseCumulativeQuantity": False,
             "RestrictedQuantity": False,
-            "PriceBreaks": [{"Quantity": 1, "Price": price, "SalePrice": sale_price,
-                             "SubscriptionPrice": None, "BundlePrice": None}],
+            "PriceBreaks": [
+                {
+                    "Quantity": 1,
+                    "Price": price,
+                    "SalePrice": sale_price,
+                    "SubscriptionPrice": None,
+                    "BundlePrice": None,
+                }
+            ],
             "Currency": buyer.currency,
             "SaleStart": iso(_EPOCH) if row["sale"] else None,
             "SaleEnd": None,
@@ -252,9 +354,14 @@ def buyer_product(row: dict[str, Any], buyer: Buyer) -> dict[str, Any]:
         "SpecCount": 0,
         "VariantCount": 0,
         "ShipFromAddressID": None,
-        "Inventory": {"Enabled": True, "NotificationPoint": 5, "VariantLevelTracking": False,
-                      "OrderCanExceed": True, "QuantityAvailable": row["stock"],
-                      "LastUpdated": row["created"]},
+        "Inventory": {
+            "Enabled": True,
+            "NotificationPoint": 5,
+            "VariantLevelTracking": False,
+            "OrderCanExceed": True,
+            "QuantityAvailable": row["stock"],
+            "LastUpdated": row["created"],
+        },
         "DefaultSupplierID": None,
         "AllSuppliersCanSell": False,
         "Returnable": True,
@@ -279,8 +386,16 @@ def categories() -> list[dict[str, Any]]:
         if parent:
             children[parent] = children.get(parent, 0) + 1
     return [
-        {"ID": cid, "Name": name, "Description": text, "ListOrder": order, "Active": True,
-         "ParentID": parent, "ChildCount": children.get(cid, 0), "xp": None}
+        {
+            "ID": cid,
+            "Name": name,
+            "Description": text,
+            "ListOrder": order,
+            "Active": True,
+            "ParentID": parent,
+            "ChildCount": children.get(cid, 0),
+            "xp": None,
+        }
         for order, (cid, name, parent, text) in enumerate(_CATEGORIES, start=1)
     ]
 
@@ -301,13 +416,31 @@ def promotions() -> list[dict[str, Any]]:
     """Promotions for `GET /v1/me/promotions`, each aimed at an audience in `xp.targetAudience`."""
     start = iso(_EPOCH)
     return [
-        {"ID": pid, "LineItemLevel": False, "Code": code, "Name": name,
-         "RedemptionLimit": None, "RedemptionLimitPerUser": 1 if audience == "newVisitor" else None,
-         "RedemptionCount": 0, "QuantityLimitPerOrder": None, "ItemLimitPerOrder": None,
-         "ItemSortBy": None, "Description": text, "FinePrint": "One code per order.",
-         "StartDate": start, "ExpirationDate": None, "EligibleExpression": eligible,
-         "ValueExpression": value, "CanCombine": audience == "all", "AllowAllBuyers": True,
-         "OwnerID": SELLER_ID, "AutoApply": False, "Active": True, "UseIntegration": False,
-         "Priority": None, "xp": {"targetAudience": audience}}
+        {
+            "ID": pid,
+            "LineItemLevel": False,
+            "Code": code,
+            "Name": name,
+            "RedemptionLimit": None,
+            "RedemptionLimitPerUser": 1 if audience == "newVisitor" else None,
+            "RedemptionCount": 0,
+            "QuantityLimitPerOrder": None,
+            "ItemLimitPerOrder": None,
+            "ItemSortBy": None,
+            "Description": text,
+            "FinePrint": "One code per order.",
+            "StartDate": start,
+            "ExpirationDate": None,
+            "EligibleExpression": eligible,
+            "ValueExpression": value,
+            "CanCombine": audience == "all",
+            "AllowAllBuyers": True,
+            "OwnerID": SELLER_ID,
+            "AutoApply": False,
+            "Active": True,
+            "UseIntegration": False,
+            "Priority": None,
+            "xp": {"targetAudience": audience},
+        }
         for pid, code, name, audience, value, eligible, text in _PROMOTIONS
     ]

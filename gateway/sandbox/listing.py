@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from .errors import invalid
 
 _LIST_PARAMS = frozenset({"page", "pagesize", "sortby", "search", "searchon", "searchtype"})
 _SEARCH_TYPES = {
-    "anyterm", "alltermsanyfield", "alltermssamefield", "exactphrase", "exactphraseprefix",
+    "anyterm",
+    "alltermsanyfield",
+    "alltermssamefield",
+    "exactphrase",
+    "exactphraseprefix",
 }
 _MISSING = object()
 
@@ -120,12 +125,14 @@ def _date(text: str) -> datetime | None:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @lru_cache(maxsize=512)
 def _wildcard(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.IGNORECASE | re.DOTALL)
+    return re.compile(
+        ".*".join(re.escape(part) for part in pattern.split("*")), re.IGNORECASE | re.DOTALL
+    )
 
 
 def _compare(value: Any, op: str, operand: str) -> bool:
@@ -165,11 +172,13 @@ def _term(term: str) -> Callable[[Any], bool]:
     op = "="
     for prefix in (">=", "<=", ">", "<"):
         if body.startswith(prefix):
-            op, body = prefix, body[len(prefix):]
+            op, body = prefix, body[len(prefix) :]
             break
     if op == "=" and body == "*":  # `*` = has a value; `!*` = absent or null
+
         def present(value: Any) -> bool:
             return value is not _MISSING and value is not None
+
         return (lambda value: not present(value)) if negate else present
 
     def matches(value: Any) -> bool:
@@ -257,7 +266,7 @@ def page_of(
         selected = [item for _, item in present] + [item for k, item in keyed if k[0] == 2]
     total = len(selected)
     start = (args.page - 1) * args.page_size
-    window = selected[start:start + args.page_size]
+    window = selected[start : start + args.page_size]
     meta: dict[str, Any] = {
         "Page": args.page,
         "PageSize": args.page_size,

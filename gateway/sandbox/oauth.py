@@ -1,4 +1,4 @@
-"""`POST /oauth/token`: password, anonymous (client credentials without a secret) and refresh grants."""
+"""`POST /oauth/token`: password, anonymous (client credentials, no secret) and refresh grants."""
 
 from __future__ import annotations
 
@@ -25,20 +25,24 @@ class OAuth:
         self._refresh: dict[str, tuple[str, str, tuple[str, ...]]] = {}  # token -> cid, u, roles
 
     def grant(self, form: dict[str, str], audience: str) -> dict[str, Any]:
-        """Answer a token request (form fields already decoded) or raise an OAuth-shaped ApiError."""
+        """Answer a token request (decoded form fields), or raise an OAuth-shaped ApiError."""
         grant_type = form.get("grant_type", "")
         client_id = form.get("client_id", "")
         client = self._clients.get(client_id.casefold())
         if grant_type not in ("password", "client_credentials", "refresh_token"):
-            raise _auth_error("Auth.OauthError", f"Unsupported grant_type: {grant_type or '(none)'}",
-                              "unsupported_grant_type")
+            raise _auth_error(
+                "Auth.OauthError",
+                f"Unsupported grant_type: {grant_type or '(none)'}",
+                "unsupported_grant_type",
+            )
         if client is None:
             raise _auth_error("Auth.InvalidClientID", "Invalid client_id.", "invalid_client")
         if grant_type == "password":
             username, password = form.get("username", ""), form.get("password", "")
             if not username or not password:
-                raise _auth_error("Auth.UsernameAndPasswordRequired",
-                                  "Username and password are required.")
+                raise _auth_error(
+                    "Auth.UsernameAndPasswordRequired", "Username and password are required."
+                )
             user = self._directory.authenticate(username, password)
             if user is None:
                 raise _auth_error("Auth.InvalidUsernameOrPassword", "Invalid username or password.")
@@ -46,14 +50,17 @@ class OAuth:
         if grant_type == "client_credentials":
             template = self._directory.by_username(client.anonymous_username)
             if template is None:
-                raise _auth_error("Auth.AnonUserProhibited",
-                                  "Default context user required for client credentials grant.")
+                raise _auth_error(
+                    "Auth.AnonUserProhibited",
+                    "Default context user required for client credentials grant.",
+                )
             return self.issue(template, client.id, audience, form.get("scope", ""), anonymous=True)
         return self._refreshed(form.get("refresh_token", ""), client.id, audience)
 
-    def issue(self, user: User, client_id: str, audience: str, scope: str = "",
-              anonymous: bool = False) -> dict[str, Any]:
-        """A token response for `user`; anonymous ones carry a fresh `orderid` and no refresh token."""
+    def issue(
+        self, user: User, client_id: str, audience: str, scope: str = "", anonymous: bool = False
+    ) -> dict[str, Any]:
+        """A token response for `user`; an anonymous one has a fresh `orderid`, no refresh token."""
         roles = _roles(user.roles, scope)
         claims: dict[str, Any] = {
             "usr": user.username,

@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .catalog import ORDER_HISTORY, SELLER_ID, iso
 from .errors import ApiError, invalid, not_found
 from .users import Directory, Shopper
 
-_LINE_FIELDS = ("ID", "Name", "Description", "Returnable", "QuantityMultiplier", "ShipWeight",
-                "ShipHeight", "ShipWidth", "ShipLength", "DefaultSupplierID", "ParentID", "xp")
+_LINE_FIELDS = (
+    "ID",
+    "Name",
+    "Description",
+    "Returnable",
+    "QuantityMultiplier",
+    "ShipWeight",
+    "ShipHeight",
+    "ShipWidth",
+    "ShipLength",
+    "DefaultSupplierID",
+    "ParentID",
+    "xp",
+)
 
 
 @dataclass(slots=True)
@@ -29,7 +41,7 @@ class OrderRecord:
 
 
 def _now() -> str:
-    return iso(datetime.now(timezone.utc))
+    return iso(datetime.now(UTC))
 
 
 def _new_id() -> str:
@@ -50,15 +62,21 @@ def _quantity(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid("Quantity must be a whole number.", data={"Field": "Quantity"})
     if value < 1:
-        raise ApiError(400, "LineItem.QuantityMustBePositive", "Quantity must be positive.",
-                       {"Quantity": value})
+        raise ApiError(
+            400,
+            "LineItem.QuantityMustBePositive",
+            "Quantity must be positive.",
+            {"Quantity": value},
+        )
     return value
 
 
 class OrderBook:
     """All orders of one sandbox."""
 
-    def __init__(self, directory: Directory, products: dict[str, dict[str, dict[str, Any]]]) -> None:
+    def __init__(
+        self, directory: Directory, products: dict[str, dict[str, dict[str, Any]]]
+    ) -> None:
         self._directory = directory
         self._products = products  # buyer ID -> product ID -> BuyerProduct
         self._records: dict[str, OrderRecord] = {}
@@ -80,7 +98,9 @@ class OrderBook:
             return self.create(shopper, {})
         return self.get(shopper, order_id, direction)
 
-    def create(self, shopper: Shopper, body: dict[str, Any], created: str | None = None) -> OrderRecord:
+    def create(
+        self, shopper: Shopper, body: dict[str, Any], created: str | None = None
+    ) -> OrderRecord:
         order_id = body.get("ID")
         if order_id is not None and (not isinstance(order_id, str) or not order_id):
             raise invalid("ID must be a non-empty string.", data={"Field": "ID"})
@@ -88,8 +108,12 @@ class OrderBook:
             anonymous = shopper.anonymous_order_id
             order_id = anonymous if anonymous and anonymous not in self._records else _new_id()
         if order_id in self._records:
-            raise ApiError(409, "IdExists", f"Order already exists: {order_id}",
-                           {"ObjectType": "Order", "ObjectID": order_id})
+            raise ApiError(
+                409,
+                "IdExists",
+                f"Order already exists: {order_id}",
+                {"ObjectType": "Order", "ObjectID": order_id},
+            )
         user = shopper.user
         moment = created or _now()
         order = {
@@ -151,25 +175,45 @@ class OrderBook:
         """What `GET /v1/cart` answers when there is no cart: an Order whose ID is null."""
         buyer = self._directory.buyers[shopper.user.buyer_id]
         return {
-            "ID": None, "FromUser": self._directory.order_user(shopper.user),
-            "FromCompanyID": buyer.id, "ToCompanyID": SELLER_ID, "FromUserID": shopper.user.id,
-            "LineItemCount": 0, "Status": "Unsubmitted", "DateCreated": None, "DateSubmitted": None,
-            "LastUpdated": None, "Subtotal": 0.0, "ShippingCost": 0.0, "TaxCost": 0.0,
-            "PromotionDiscount": 0.0, "Currency": buyer.currency, "Total": 0.0,
-            "IsSubmitted": False, "xp": None,
+            "ID": None,
+            "FromUser": self._directory.order_user(shopper.user),
+            "FromCompanyID": buyer.id,
+            "ToCompanyID": SELLER_ID,
+            "FromUserID": shopper.user.id,
+            "LineItemCount": 0,
+            "Status": "Unsubmitted",
+            "DateCreated": None,
+            "DateSubmitted": None,
+            "LastUpdated": None,
+            "Subtotal": 0.0,
+            "ShippingCost": 0.0,
+            "TaxCost": 0.0,
+            "PromotionDiscount": 0.0,
+            "Currency": buyer.currency,
+            "Total": 0.0,
+            "IsSubmitted": False,
+            "xp": None,
         }
 
     def submit(self, record: OrderRecord, when: str | None = None) -> None:
         if record.order["IsSubmitted"]:
-            raise ApiError(400, "Order.CannotSubmitBadStatus",
-                           f"Order cannot be submitted in status {record.order['Status']}.",
-                           {"ObjectType": "Order", "ObjectID": record.order["ID"]})
+            raise ApiError(
+                400,
+                "Order.CannotSubmitBadStatus",
+                f"Order cannot be submitted in status {record.order['Status']}.",
+                {"ObjectType": "Order", "ObjectID": record.order["ID"]},
+            )
         if not record.lines:
-            raise ApiError(400, "Order.CannotSubmitWithNoLineItems",
-                           "Order must have at least one line item to be submitted.",
-                           {"ObjectType": "Order", "ObjectID": record.order["ID"]})
+            raise ApiError(
+                400,
+                "Order.CannotSubmitWithNoLineItems",
+                "Order must have at least one line item to be submitted.",
+                {"ObjectType": "Order", "ObjectID": record.order["ID"]},
+            )
         moment = when or _now()
-        record.order.update(Status="Open", IsSubmitted=True, DateSubmitted=moment, LastUpdated=moment)
+        record.order.update(
+            Status="Open", IsSubmitted=True, DateSubmitted=moment, LastUpdated=moment
+        )
 
     def transfer(self, anonymous_owner: str, shopper: Shopper) -> None:
         """Give an anonymous session's unsubmitted orders (and their lines) to `shopper`."""
@@ -185,9 +229,12 @@ class OrderBook:
     @staticmethod
     def _require_unsubmitted(record: OrderRecord) -> None:
         if record.order["IsSubmitted"]:
-            raise ApiError(400, "Order.CannotModifyBadStatus",
-                           f"Order {record.order['ID']} has been submitted and cannot be changed.",
-                           {"ObjectType": "Order", "ObjectID": record.order["ID"]})
+            raise ApiError(
+                400,
+                "Order.CannotModifyBadStatus",
+                f"Order {record.order['ID']} has been submitted and cannot be changed.",
+                {"ObjectType": "Order", "ObjectID": record.order["ID"]},
+            )
 
     # Line items ---------------------------------------------------------------------------
 
@@ -197,16 +244,21 @@ class OrderBook:
             raise not_found("LineItem", line_id)
         return line
 
-    def add_line(self, record: OrderRecord, body: dict[str, Any], when: str | None = None) -> dict[str, Any]:
+    def add_line(
+        self, record: OrderRecord, body: dict[str, Any], when: str | None = None
+    ) -> dict[str, Any]:
         self._require_unsubmitted(record)
         line_id = body.get("ID")
         if line_id is not None and (not isinstance(line_id, str) or not line_id):
             raise invalid("ID must be a non-empty string.", data={"Field": "ID"})
         if line_id in record.lines:
-            raise ApiError(409, "IdExists", f"LineItem already exists: {line_id}",
-                           {"ObjectType": "LineItem", "ObjectID": line_id})
-        line = self._priced({"ID": line_id or _new_id(), "DateAdded": when or _now()},
-                            body, record)
+            raise ApiError(
+                409,
+                "IdExists",
+                f"LineItem already exists: {line_id}",
+                {"ObjectType": "LineItem", "ObjectID": line_id},
+            )
+        line = self._priced({"ID": line_id or _new_id(), "DateAdded": when or _now()}, body, record)
         record.lines[line["ID"]] = line
         self._total(record)
         return line
@@ -228,7 +280,10 @@ class OrderBook:
             "ProductID": body.get("ProductID", current["ProductID"]),
             "Quantity": body.get("Quantity", current["Quantity"]),
             "xp": _merge(current["xp"], body["xp"]) if "xp" in body else current["xp"],
-            **{k: body.get(k, current[k]) for k in ("CostCenter", "DateNeeded", "ShippingAddressID")},
+            **{
+                k: body.get(k, current[k])
+                for k in ("CostCenter", "DateNeeded", "ShippingAddressID")
+            },
         }
         line = self._priced({"ID": line_id, "DateAdded": current["DateAdded"]}, merged, record)
         record.lines[line_id] = line
@@ -241,7 +296,9 @@ class OrderBook:
         del record.lines[line_id]
         self._total(record)
 
-    def _priced(self, base: dict[str, Any], body: dict[str, Any], record: OrderRecord) -> dict[str, Any]:
+    def _priced(
+        self, base: dict[str, Any], body: dict[str, Any], record: OrderRecord
+    ) -> dict[str, Any]:
         """A complete LineItem from the writable fields in `body`, priced from the product."""
         product_id = body.get("ProductID")
         if not isinstance(product_id, str) or not product_id:
@@ -252,8 +309,10 @@ class OrderBook:
         if product is None:
             raise not_found("Product", product_id)
         schedule = product["PriceSchedule"]
-        tier = max((b for b in schedule["PriceBreaks"] if b["Quantity"] <= quantity),
-                   key=lambda b: b["Quantity"])
+        tier = max(
+            (b for b in schedule["PriceBreaks"] if b["Quantity"] <= quantity),
+            key=lambda b: b["Quantity"],
+        )
         on_sale = bool(schedule["IsOnSale"] and tier.get("SalePrice") is not None)
         unit = tier["SalePrice"] if on_sale else tier["Price"]
         subtotal = round(unit * quantity, 2)
@@ -295,8 +354,14 @@ class OrderBook:
         subtotal = round(sum(line["LineSubtotal"] for line in record.lines.values()), 2)
         order["Subtotal"] = subtotal
         order["LineItemCount"] = len(record.lines)
-        order["Total"] = round(subtotal + order["ShippingCost"] + order["TaxCost"]
-                               + order["Gratuity"] - order["PromotionDiscount"], 2)
+        order["Total"] = round(
+            subtotal
+            + order["ShippingCost"]
+            + order["TaxCost"]
+            + order["Gratuity"]
+            - order["PromotionDiscount"],
+            2,
+        )
         order["LastUpdated"] = _now()
 
     # Seed ---------------------------------------------------------------------------------
@@ -310,7 +375,9 @@ class OrderBook:
             counts[username] = counts.get(username, 0) + 1
             moment = iso(now - timedelta(days=days_ago))
             shopper = Shopper(user, {})
-            record = self.create(shopper, {"ID": f"{username}-{counts[username]:04d}"}, created=moment)
+            record = self.create(
+                shopper, {"ID": f"{username}-{counts[username]:04d}"}, created=moment
+            )
             for product_id, quantity in lines:
                 self.add_line(record, {"ProductID": product_id, "Quantity": quantity}, when=moment)
             self.submit(record, when=moment)

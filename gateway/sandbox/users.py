@@ -5,10 +5,19 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from .catalog import ANONYMOUS_ROLES, BUYERS, CATALOG_ID, SELLER_ID, SHOPPER_ROLES, USERS, Buyer, iso
+from .catalog import (
+    ANONYMOUS_ROLES,
+    BUYERS,
+    CATALOG_ID,
+    SELLER_ID,
+    SHOPPER_ROLES,
+    USERS,
+    Buyer,
+    iso,
+)
 from .errors import ApiError
 
 
@@ -36,16 +45,24 @@ class Directory:
         self.buyers: dict[str, Buyer] = {buyer.id: buyer for buyer in BUYERS}
         self._by_username: dict[str, User] = {}
         self._by_internal_id: dict[str, User] = {}
-        created = iso(datetime(2025, 1, 2, tzinfo=timezone.utc))
+        created = iso(datetime(2025, 1, 2, tzinfo=UTC))
         for seed in USERS:
-            self._add(User(
-                buyer_id=seed.buyer_id, id=seed.username, username=seed.username,
-                password=seed.password, first_name=seed.first_name, last_name=seed.last_name,
-                email=seed.email, phone=None,
-                roles=ANONYMOUS_ROLES if seed.anonymous_template else SHOPPER_ROLES,
-                internal_id=str(1_000_001 + len(self._by_username)), date_created=created,
-                anonymous_template=seed.anonymous_template,
-            ))
+            self._add(
+                User(
+                    buyer_id=seed.buyer_id,
+                    id=seed.username,
+                    username=seed.username,
+                    password=seed.password,
+                    first_name=seed.first_name,
+                    last_name=seed.last_name,
+                    email=seed.email,
+                    phone=None,
+                    roles=ANONYMOUS_ROLES if seed.anonymous_template else SHOPPER_ROLES,
+                    internal_id=str(1_000_001 + len(self._by_username)),
+                    date_created=created,
+                    anonymous_template=seed.anonymous_template,
+                )
+            )
 
     def _add(self, user: User) -> None:
         self._by_username[user.username.casefold()] = user
@@ -68,23 +85,38 @@ class Directory:
 
     def register(self, buyer_id: str, body: dict[str, Any]) -> User:
         """Create a shopper from a MeUser body, as `PUT /v1/me/register` does."""
-        missing = [name for name in ("Username", "FirstName", "LastName", "Email")
-                   if not isinstance(body.get(name), str) or not body[name].strip()]
+        missing = [
+            name
+            for name in ("Username", "FirstName", "LastName", "Email")
+            if not isinstance(body.get(name), str) or not body[name].strip()
+        ]
         if missing:
-            raise ApiError(400, "ValidationFailure", f"Required: {', '.join(missing)}.",
-                           {"Fields": missing})
+            raise ApiError(
+                400, "ValidationFailure", f"Required: {', '.join(missing)}.", {"Fields": missing}
+            )
         username = body["Username"].strip()
         if self.by_username(username) is not None:
-            raise ApiError(409, "IdExists", f"Username already in use: {username}",
-                           {"ObjectType": "User", "ObjectID": username})
+            raise ApiError(
+                409,
+                "IdExists",
+                f"Username already in use: {username}",
+                {"ObjectType": "User", "ObjectID": username},
+            )
         user_id = body.get("ID") if isinstance(body.get("ID"), str) and body["ID"] else None
         password = body.get("Password") if isinstance(body.get("Password"), str) else None
         user = User(
-            buyer_id=buyer_id, id=user_id or secrets.token_urlsafe(16), username=username,
-            password=password or None, first_name=body["FirstName"], last_name=body["LastName"],
-            email=body["Email"], phone=body.get("Phone") if isinstance(body.get("Phone"), str) else None,
-            roles=SHOPPER_ROLES, internal_id=str(1_000_001 + len(self._by_username)),
-            date_created=iso(datetime.now(timezone.utc)), xp=body.get("xp"),
+            buyer_id=buyer_id,
+            id=user_id or secrets.token_urlsafe(16),
+            username=username,
+            password=password or None,
+            first_name=body["FirstName"],
+            last_name=body["LastName"],
+            email=body["Email"],
+            phone=body.get("Phone") if isinstance(body.get("Phone"), str) else None,
+            roles=SHOPPER_ROLES,
+            internal_id=str(1_000_001 + len(self._by_username)),
+            date_created=iso(datetime.now(UTC)),
+            xp=body.get("xp"),
         )
         self._add(user)
         return user
@@ -108,8 +140,12 @@ class Directory:
             "Active": True,
             "xp": user.xp,
             "AvailableRoles": list(user.roles),
-            "Locale": {"ID": f"{buyer.id}-{buyer.language}", "OwnerID": SELLER_ID,
-                       "Currency": buyer.currency, "Language": buyer.language},
+            "Locale": {
+                "ID": f"{buyer.id}-{buyer.language}",
+                "OwnerID": SELLER_ID,
+                "Currency": buyer.currency,
+                "Language": buyer.language,
+            },
             "DateCreated": user.date_created,
             "LastActive": None,
             "PasswordLastSetDate": user.date_created if user.password else None,
