@@ -223,7 +223,7 @@ def _checks(when: When) -> list[tuple[str, Check]]:
         checks.append(("not", lambda q, s=_many(when.not_): s.isdisjoint(q.segments)))
     if when.param is not None:
         keys = frozenset(k.lower() for k in _many(when.param))
-        checks.append(("param", lambda q, s=keys: s <= q.keys))
+        checks.append(("param", lambda q, s=keys: not s.isdisjoint(q.keys)))
     if when.absent is not None:
         keys = frozenset(k.lower() for k in _many(when.absent))
         checks.append(("absent", lambda q, s=keys: s.isdisjoint(q.keys)))

@@ -143,9 +143,14 @@ def signature(path: Path) -> tuple[tuple[str, int, int], ...]:
         return ()
 
 
-async def watch(path: Path, on_change: Callable[[], Awaitable[None]], interval: float = 1.0) -> None:
-    """Poll `path` and call `on_change` after each change; runs until cancelled."""
-    seen = await asyncio.to_thread(signature, path)
+async def watch(path: Path, on_change: Callable[[], Awaitable[object]], interval: float = 1.0,
+                seen: tuple[tuple[str, int, int], ...] | None = None) -> None:
+    """Poll `path` and call `on_change` after each change; runs until cancelled.
+
+    `seen` is the signature taken before the caller's own first read, so an edit made between
+    that read and this task's first poll is not missed."""
+    if seen is None:
+        seen = await asyncio.to_thread(signature, path)
     while True:
         await asyncio.sleep(interval)
         current = await asyncio.to_thread(signature, path)

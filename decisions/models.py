@@ -91,7 +91,7 @@ class When(_Strict):
     segment: OneOrMany | None = Field(None, description="member of any of these segments")
     all: list[str] | None = Field(None, description="member of all of these segments")
     not_: OneOrMany | None = Field(None, alias="not", description="member of none of these")
-    param: OneOrMany | None = Field(None, description="the shopper's query has all these keys")
+    param: OneOrMany | None = Field(None, description="the shopper's query has any of these keys")
     absent: OneOrMany | None = Field(None, description="the shopper's query has none of these")
     equals: dict[str, str] | None = Field(None, description="query key = decoded value")
     from_: datetime | date | None = Field(None, alias="from")

@@ -19,7 +19,7 @@ from decisions.compile import Compiled, compile_document, request_for, validate
 from decisions.errors import TableError, ValidationFailed
 from decisions.evaluate import Hit, evaluate, explain_table
 from decisions.experiments import ExposureBuffer, exposure_event, rows_of
-from decisions.loader import parse_text, read_source, watch
+from decisions.loader import parse_text, read_source, signature, watch
 from decisions.personalize import Personalize
 from decisions.rewrite import reorder_for, rewrite_query
 from decisions.segments import Facts, facts_for, segments_of
@@ -99,9 +99,10 @@ class DecisionService:
             except ValidationFailed as exc:  # only if the format tightened since it was stored
                 log.error("decision tables: stored v%s no longer validates: %s", latest.version, exc)
         if self.settings.decisions is not None:
+            seen = await asyncio.to_thread(signature, self.settings.decisions)
             await self.reload()
             self._tasks.append(asyncio.create_task(
-                watch(self.settings.decisions, self.reload, self.watch_interval)))
+                watch(self.settings.decisions, self.reload, self.watch_interval, seen)))
         self._tasks.append(asyncio.create_task(self._flush_forever()))
 
     async def stop(self) -> None:
