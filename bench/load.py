@@ -1,9 +1,9 @@
 """Fallback load generator for the proxy benchmark, used only when wrk is not installed.
 
-N keep-alive connections (aiohttp client, one task per connection) hammer one URL for a fixed time
-and print one JSON line: requests/s and p50/p99 latency. It runs in its own process, so it competes
-with the target for the machine's cores: absolute numbers come out lower than wrk's, but every target
-pays the same tax, so the ratios between targets still stand.
+N keep-alive connections (aiohttp client, one task per connection) hammer one URL for a fixed
+time and print one JSON line: requests/s and p50/p99 latency. It runs in its own process, so it
+competes with the target for the machine's cores: absolute numbers come out lower than wrk's, but
+every target pays the same tax, so the ratios between targets still stand.
 
 `python bench/load.py --url http://127.0.0.1:8000/v1/me/products --connections 64 --duration 5`
 """
@@ -36,13 +36,15 @@ async def _connection(
                 await response.read()
                 if response.status >= 400:
                     stats["non_2xx"] += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             stats["errors"] += 1
             continue
         stats["latencies"].append(clock() - started)
 
 
-async def run(url: str, headers: dict[str, str], connections: int, duration: float, warmup: float) -> dict:
+async def run(
+    url: str, headers: dict[str, str], connections: int, duration: float, warmup: float
+) -> dict:
     """Load `url` for `warmup` (discarded) then `duration` seconds; return the measurement."""
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
     timeout = aiohttp.ClientTimeout(total=10)

@@ -220,7 +220,9 @@ async def serve(port: int, docs: dict[str, bytes], host: str = "127.0.0.1") -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--docs", type=Path, required=True, help="folder written by write_documents")
+    parser.add_argument(
+        "--docs", type=Path, required=True, help="folder written by write_documents"
+    )
     args = parser.parse_args()
     try:
         from uvloop import run
