@@ -263,6 +263,8 @@ async def test_products_default_page_and_shape(client) -> None:
     assert first["PriceSchedule"]["PriceBreaks"][0]["Quantity"] == 1
     assert first["PriceSchedule"]["Currency"] == "USD"
     assert {"brand", "color", "popularity", "sale", "Images", "url"} <= set(first["xp"])
+    alone = (await client.get("/v1/me/products/p-001", headers=headers)).json()
+    assert first == alone  # the list's pre-encoded items are the same products
     full = (await client.get("/v1/me/products?pageSize=100", headers=headers)).json()
     assert len(full["Items"]) == PRODUCT_COUNT >= 50
     assert len({item["Name"] for item in full["Items"]}) == PRODUCT_COUNT

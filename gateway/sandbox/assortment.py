@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from . import catalog
@@ -17,6 +18,11 @@ class Assortment:
         self.products: dict[str, dict[str, dict[str, Any]]] = {
             buyer.id: {row["id"]: catalog.buyer_product(row, buyer) for row in rows}
             for buyer in BUYERS
+        }
+        # Products never change, so each is encoded once; the list route only joins bytes.
+        self.product_json: dict[str, dict[str, bytes]] = {
+            buyer: {pid: _encode(item) for pid, item in items.items()}
+            for buyer, items in self.products.items()
         }
         self.categories = catalog.categories()
         self.category = {item["ID"]: item for item in self.categories}
@@ -64,6 +70,10 @@ class Assortment:
         if product_id:
             items = [item for item in items if product_id in self.assigned[item["ID"]]]
         return items
+
+
+def _encode(item: dict[str, Any]) -> bytes:
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _depth(value: str | None, default: int | None) -> int | None:

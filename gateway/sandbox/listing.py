@@ -135,27 +135,53 @@ def _wildcard(pattern: str) -> re.Pattern[str]:
     )
 
 
-def _compare(value: Any, op: str, operand: str) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Operand:
+    """A filter value, parsed once per query rather than once per item."""
+
+    text: str
+    folded: str
+    number: float | None
+    date: datetime | None
+    pattern: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, text: str) -> _Operand:
+        pattern = _wildcard(text) if "*" in text else None
+        return cls(text, text.casefold(), _number(text), _date(text), pattern)
+
+
+def _value_number(value: Any, text: str) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return _number(text)
+
+
+def _compare(value: Any, op: str, operand: _Operand) -> bool:
     """One positive term against one scalar value."""
     if value is None or isinstance(value, (dict, list)):
         return False
     text = _text(value)
     if op == "=":
-        if "*" in operand:
-            return _wildcard(operand).fullmatch(text) is not None
-        left, right = _number(text), _number(operand)
-        if left is not None and right is not None and not isinstance(value, bool):
-            return left == right
-        return text.casefold() == operand.casefold()
-    left_num, right_num = _number(text), _number(operand)
-    if left_num is not None and right_num is not None and not isinstance(value, bool):
-        left, right = left_num, right_num
+        if operand.pattern is not None:
+            return operand.pattern.fullmatch(text) is not None
+        if operand.number is not None:
+            number = _value_number(value, text)
+            if number is not None:
+                return number == operand.number
+        return text.casefold() == operand.folded
+    left: Any
+    right: Any
+    number = _value_number(value, text) if operand.number is not None else None
+    moment = _date(text) if number is None and operand.date is not None else None
+    if number is not None:
+        left, right = number, operand.number
+    elif moment is not None:
+        left, right = moment, operand.date
     else:
-        left_date, right_date = _date(text), _date(operand)
-        if left_date is not None and right_date is not None:
-            left, right = left_date, right_date
-        else:
-            left, right = text.casefold(), operand.casefold()
+        left, right = text.casefold(), operand.folded
     if op == ">":
         return left > right
     if op == "<":
@@ -180,13 +206,14 @@ def _term(term: str) -> Callable[[Any], bool]:
             return value is not _MISSING and value is not None
 
         return (lambda value: not present(value)) if negate else present
+    operand = _Operand.of(body)
 
     def matches(value: Any) -> bool:
         if value is _MISSING:
             return False
         if isinstance(value, list):  # a list property matches when any element does
-            return any(_compare(element, op, body) for element in value)
-        return _compare(value, op, body)
+            return any(_compare(element, op, operand) for element in value)
+        return _compare(value, op, operand)
 
     return (lambda value: not matches(value)) if negate else matches
 
