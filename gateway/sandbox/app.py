@@ -98,7 +98,7 @@ def _query(request: Request) -> str:
     return request.scope.get("query_string", b"").decode("latin-1")
 
 
-def _anonymous_claims(sandbox: Sandbox, request: Request) -> Shopper:
+def _anonymous_shopper(sandbox: Sandbox, request: Request) -> Shopper:
     """The anonymous shopper named by `?anonUserToken=`, which must be a valid anonymous token."""
     token = next((v for k, v in parse_qsl(_query(request)) if k.lower() == "anonusertoken"), None)
     if not token:
@@ -116,7 +116,8 @@ Handler = Callable[..., Awaitable[Response]]
 
 
 async def token(sandbox: Sandbox, request: Request, _: Shopper | None) -> Response:
-    form = dict(parse_qsl((await request.body()).decode("utf-8-sig"), keep_blank_values=True))
+    raw = (await request.body()).decode("utf-8-sig", errors="replace")
+    form = dict(parse_qsl(raw, keep_blank_values=True))
     return _ok(sandbox.oauth.grant(form, sandbox.audience(request)))
 
 
@@ -134,7 +135,7 @@ async def me(sandbox: Sandbox, request: Request, shopper: Shopper) -> Response:
 
 
 async def register(sandbox: Sandbox, request: Request, shopper: Shopper) -> Response:
-    anonymous = _anonymous_claims(sandbox, request)
+    anonymous = _anonymous_shopper(sandbox, request)
     user = sandbox.directory.register(anonymous.user.buyer_id, await _body(request))
     registered = Shopper(user, {})
     sandbox.orders.transfer(anonymous.owner, registered)
@@ -143,7 +144,7 @@ async def register(sandbox: Sandbox, request: Request, shopper: Shopper) -> Resp
 
 
 async def transfer(sandbox: Sandbox, request: Request, shopper: Shopper) -> Response:
-    anonymous = _anonymous_claims(sandbox, request)
+    anonymous = _anonymous_shopper(sandbox, request)
     if shopper.anonymous_order_id is not None:
         raise ApiError(
             400,
