@@ -19,7 +19,7 @@ from decisions.errors import TableError, ValidationFailed
 from decisions.evaluate import Check, CompiledRule, CompiledTable, Request
 from decisions.loader import Parsed
 from decisions.models import NAMED_KEYS, Rule, Table, TableSet, Then, When
-from decisions.rewrite import Actions, query_keys, query_values
+from decisions.rewrite import Actions, Query, parse_query
 from decisions.segments import WEEKDAYS, SegmentTest, compile_segment, hour_test
 
 
@@ -229,7 +229,11 @@ def _checks(when: When) -> list[tuple[str, Check]]:
         checks.append(("absent", lambda q, s=keys: s.isdisjoint(q.keys)))
     if when.equals:
         wanted = tuple((k.lower(), v) for k, v in when.equals.items())
-        checks.append(("equals", lambda q, w=wanted: all(v in q.values.get(k, ()) for k, v in w)))
+        if len(wanted) == 1:
+            (key, val), = wanted
+            checks.append(("equals", lambda q, k=key, v=val: v in q.values.get(k, ())))
+        else:
+            checks.append(("equals", lambda q, w=wanted: all(v in q.values.get(k, ()) for k, v in w)))
     if when.from_ is not None:
         checks.append(("from", lambda q, t=_epoch(when.from_): q.now >= t))
     if when.until is not None:
@@ -240,6 +244,19 @@ def _checks(when: When) -> list[tuple[str, Check]]:
     if when.hour is not None:
         checks.append(("hour", lambda q, ok=hour_test(when.hour): ok(q.hour)))
     return checks
+
+
+def _fuse(checks: list[Check]) -> Check | None:
+    """One callable for several checks, without a Python-level loop for the common short cases."""
+    if not checks:
+        return None
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda q: first(q) and second(q)
+    every = tuple(checks)
+    return lambda q: all(c(q) for c in every)
 
 
 def _compile_rule(table: Table, rule: Rule, rid: str, order: int) -> CompiledRule:
@@ -255,7 +272,10 @@ def _compile_rule(table: Table, rule: Rule, rid: str, order: int) -> CompiledRul
             running += weight
             shares.append((name, running / total))
         split = tuple(shares)
-    return CompiledRule(table.id, rid, order, tuple(checks), actions_of(rule.then), split)
+    # A rule is only reached through the index of one of its any-of segments, so that test is implied.
+    implied = {"segment"} if rule.when is not None and rule.when.segment is not None else set()
+    fast = _fuse([check for name, check in checks if name not in implied])
+    return CompiledRule(table.id, rid, order, tuple(checks), actions_of(rule.then), split, fast)
 
 
 def _index_keys(rule: Rule) -> list[str | None]:
@@ -291,8 +311,9 @@ def compile_document(document: TableSet, version: int) -> Compiled:
     return Compiled(version, document, {k: tuple(v) for k, v in by_route.items()}, segments, cdp)
 
 
-def request_for(segments: frozenset[str], raw_query: str, now: float, visitor_id: str | None) -> Request:
+def request_for(segments: frozenset[str], query: Query | str, now: float, visitor_id: str | None) -> Request:
     """Everything rule conditions look at, from one call."""
+    if isinstance(query, str):
+        query = parse_query(query)
     tm = time.gmtime(now)
-    return Request(segments, query_keys(raw_query), query_values(raw_query), now, tm.tm_wday, tm.tm_hour,
-                   visitor_id)
+    return Request(segments, query.key_set, query.values, now, tm.tm_wday, tm.tm_hour, visitor_id)

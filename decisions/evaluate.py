@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from heapq import merge
 
 from decisions.rewrite import Actions
 
@@ -37,6 +36,13 @@ class CompiledRule:
     checks: tuple[tuple[str, Check], ...]  # (condition name, test), all must pass
     actions: Actions
     split: tuple[tuple[str, float], ...] | None = None  # (variant, cumulative share in 0..1)
+    test: Check | None = None  # the checks the index does not already imply, fused; None: always
+
+    def matches(self, request: Request) -> bool:
+        """Fast path, for rules reached through the index."""
+        if self.test is not None and not self.test(request):
+            return False
+        return self.split is None or request.visitor_id is not None
 
     def failing(self, request: Request) -> str | None:
         """The first condition that does not hold, or None."""
@@ -56,24 +62,14 @@ class CompiledTable:
     rules: tuple[CompiledRule, ...]  # in evaluation order
     index: dict[str | None, tuple[CompiledRule, ...]] = field(default_factory=dict)
 
-    def candidates(self, segments: frozenset[str]) -> Sequence[CompiledRule]:
-        """Rules this visitor could match, in evaluation order."""
+    def lists(self, segments: frozenset[str]) -> list[tuple[CompiledRule, ...]]:
+        """Index lists this visitor could match from, each in evaluation order."""
         index = self.index
         lists = [index[s] for s in segments if s in index]
         rest = index.get(None)
         if rest:
             lists.append(rest)
-        if not lists:
-            return ()
-        if len(lists) == 1:
-            return lists[0]
-        seen: set[int] = set()
-        out = []
-        for rule in merge(*lists, key=_order):
-            if rule.order not in seen:
-                seen.add(rule.order)
-                out.append(rule)
-        return out
+        return lists
 
 
 def _order(rule: CompiledRule) -> int:
@@ -112,19 +108,24 @@ def _hit(rule: CompiledRule, request: Request) -> Hit:
 
 
 def evaluate_table(table: CompiledTable, request: Request) -> list[Hit]:
-    """The hits of one table under its hit policy (first and priority: at most one)."""
-    hits: list[Hit] = []
-    for rule in table.candidates(request.segments):
-        for _, check in rule.checks:
-            if not check(request):
+    """The hits of one table under its hit policy (first and priority: at most one).
+
+    Each index list is already in evaluation order, so for a single hit the winner is the
+    earliest match across lists: scan each list only up to the best match found so far, with no
+    merging or sorting on the request path."""
+    lists = table.lists(request.segments)
+    if table.hit == "collect":
+        matched = {r.order: r for rules in lists for r in rules if r.matches(request)}
+        return [_hit(matched[order], request) for order in sorted(matched)]
+    best: CompiledRule | None = None
+    for rules in lists:
+        for rule in rules:
+            if best is not None and rule.order >= best.order:
                 break
-        else:
-            if rule.split is not None and request.visitor_id is None:
-                continue
-            hits.append(_hit(rule, request))
-            if table.hit != "collect":
+            if rule.matches(request):
+                best = rule
                 break
-    return hits
+    return [] if best is None else [_hit(best, request)]
 
 
 def evaluate(tables: Sequence[CompiledTable], request: Request) -> list[Hit]:

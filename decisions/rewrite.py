@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, unquote_plus
+from urllib.parse import quote, unquote_plus
 
 Pair = tuple[str, str]  # decoded (key, value)
 
@@ -30,17 +30,35 @@ def encode(text: str) -> str:
     return quote(text, safe="!*'()")
 
 
-def query_keys(raw_query: str) -> frozenset[str]:
-    """Lower-cased keys the shopper set (OrderCloud matches keys case-insensitively)."""
-    return frozenset(unquote_plus(p.split("=", 1)[0]).lower() for p in raw_query.split("&") if p)
+def _decode(text: str) -> str:
+    return unquote_plus(text) if "%" in text or "+" in text else text
 
 
-def query_values(raw_query: str) -> dict[str, list[str]]:
-    """Lower-cased key -> decoded values, for `equals` conditions."""
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A raw query split once: the raw pairs (kept verbatim) and their decoded, lower-cased keys."""
+
+    raw: str
+    pairs: tuple[str, ...]
+    keys: tuple[str, ...]  # lower-cased decoded key of each pair
+    values: dict[str, list[str]]  # lower-cased key -> decoded values, for `equals` conditions
+
+    @property
+    def key_set(self) -> frozenset[str]:
+        return frozenset(self.keys)
+
+
+def parse_query(raw_query: str) -> Query:
+    pairs = tuple(raw_query.split("&")) if raw_query else ()
+    keys: list[str] = []
     values: dict[str, list[str]] = {}
-    for key, value in parse_qsl(raw_query, keep_blank_values=True):
-        values.setdefault(key.lower(), []).append(value)
-    return values
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        low = _decode(key).lower()
+        keys.append(low)
+        if pair:
+            values.setdefault(low, []).append(_decode(value))
+    return Query(raw_query, pairs, tuple(keys), values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +69,13 @@ class Rewrite:
     kept: tuple[str, ...]  # lower-cased keys left as the shopper set them
 
 
-def rewrite_query(raw_query: str, steps: Iterable[Actions]) -> Rewrite:
+def rewrite_query(query: Query | str, steps: Iterable[Actions]) -> Rewrite:
     """Apply each rule's actions in order. The shopper's explicit keys win unless `override`;
     a key set by an earlier step wins over a later one (first table/rule first)."""
-    original = [p for p in raw_query.split("&")] if raw_query else []
-    shopper = query_keys(raw_query)
+    if isinstance(query, str):
+        query = parse_query(query)
+    original = list(query.pairs)
+    shopper = query.key_set
     dropped: set[str] = set()
     taken: set[str] = set()
     added: list[str] = []
@@ -78,9 +98,8 @@ def rewrite_query(raw_query: str, steps: Iterable[Actions]) -> Rewrite:
                 pin = step.pin
         taken |= step_keys
     if dropped:
-        original = [p for p in original if unquote_plus(p.split("=", 1)[0]).lower() not in dropped]
-    query = "&".join(original + added)
-    return Rewrite(query, pin, tuple(sorted(taken)), tuple(dict.fromkeys(kept)))
+        original = [p for p, key in zip(query.pairs, query.keys) if key not in dropped]
+    return Rewrite("&".join(original + added), pin, tuple(sorted(taken)), tuple(dict.fromkeys(kept)))
 
 
 def reorder_for(pin: Sequence[str]) -> Callable[[bytes], bytes]:

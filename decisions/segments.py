@@ -5,6 +5,7 @@ compiled membership tests over it. Pure: no I/O, `now` is an argument.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ class Facts:
     hour: int = 0  # UTC
 
 
+@lru_cache(maxsize=4096)
 def device_of(user_agent: str) -> str:
     """A coarse device class; good enough for targeting, not for analytics."""
     if not user_agent or _BOT.search(user_agent):

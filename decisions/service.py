@@ -21,7 +21,7 @@ from decisions.evaluate import Hit, evaluate, explain_table
 from decisions.experiments import ExposureBuffer, exposure_event, rows_of
 from decisions.loader import parse_text, read_source, signature, watch
 from decisions.personalize import Personalize
-from decisions.rewrite import reorder_for, rewrite_query
+from decisions.rewrite import parse_query, reorder_for, rewrite_query
 from decisions.segments import Facts, facts_for, segments_of
 from decisions.store import Version, VersionStore, source_hash
 from gateway.call import Call, Decision
@@ -202,12 +202,14 @@ class DecisionService:
         if not tables:
             self._counts["no_table"] += 1
             return None
-        facts, segments, _ = await self._segments(live, call.visitor, None, call.headers, call.received_at)
-        hits = evaluate(tables, request_for(segments, call.query, facts.now, facts.visitor_id))
+        headers = dict(call.headers.items())  # one pass over the raw headers, then dict look-ups
+        facts, segments, _ = await self._segments(live, call.visitor, None, headers, call.received_at)
+        query = parse_query(call.query)
+        hits = evaluate(tables, request_for(segments, query, facts.now, facts.visitor_id))
         if not hits:
             self._counts["no_match"] += 1
             return None
-        rewrite = rewrite_query(call.query, [a for a in (h.actions for h in hits) if a is not None])
+        rewrite = rewrite_query(query, [a for a in (h.actions for h in hits) if a is not None])
         if facts.visitor_id:
             for hit in hits:
                 self.exposures.add(exposure_event(facts.visitor_id, hit.rule.table, hit.rule.id, hit.variant,

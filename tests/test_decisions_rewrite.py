@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from decisions.rewrite import Actions, encode, query_keys, reorder_for, rewrite_query
+from decisions.rewrite import Actions, encode, parse_query, reorder_for, rewrite_query
 
 SDK_QUERY = ("ID=a%7Cb%7Cc&xp.Color=!red&xp.Color=!blue&xp.Price=%3E10&Name=Bik*&IsX=false&search=bike"
              "&searchOn=Name%2Cxp.Color&sortBy=!Name%2CID&page=2&pageSize=100&categoryID=c1&depth=all")
@@ -45,7 +45,9 @@ def test_pin_sets_id_filter_and_is_dropped_when_the_shopper_filtered_ids() -> No
 def test_empty_and_odd_queries() -> None:
     assert rewrite_query("", [Actions((("search", "a b"),))]).query == "search=a%20b"
     assert rewrite_query("a&&b=", [Actions((("c", "d"),))]).query == "a&&b=&c=d"
-    assert query_keys("a+b=1&C%44=2&&=3") == {"a b", "cd", ""}
+    parsed = parse_query("a+b=1&C%44=2&&=3&x=%7C")
+    assert parsed.keys == ("a b", "cd", "", "", "x")
+    assert parsed.values == {"a b": ["1"], "cd": ["2"], "": ["3"], "x": ["|"]}
 
 
 def test_reorder_puts_pins_first_and_keeps_the_rest() -> None:
