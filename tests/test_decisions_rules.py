@@ -13,9 +13,9 @@ from decisions.compile import compile_document, request_for, validate
 from decisions.errors import ValidationFailed
 from decisions.evaluate import Hit, bucket, evaluate
 from decisions.loader import parse_text, read_source
+from decisions.models import SegmentDef
 from decisions.rewrite import rewrite_query
 from decisions.segments import compile_segment, device_of, facts_for, segments_of
-from decisions.models import SegmentDef
 from gateway.identity import Visitor
 from tracking.profiles import Profile
 
