@@ -20,18 +20,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import yaml  # noqa: E402
-from starlette.datastructures import Headers  # noqa: E402
+import yaml
+from starlette.datastructures import Headers
 
-from decisions.compile import compile_document, request_for, validate  # noqa: E402
-from decisions.evaluate import CompiledTable, Request, evaluate  # noqa: E402
-from decisions.loader import Parsed  # noqa: E402
-from decisions.service import DecisionService  # noqa: E402
-from gateway.call import Call  # noqa: E402
-from gateway.identity import Visitor  # noqa: E402
-from gateway.operations import recognise  # noqa: E402
-from gateway.settings import Settings  # noqa: E402
-from tracking.profiles import Profile  # noqa: E402
+from decisions.compile import compile_document, request_for, validate
+from decisions.evaluate import CompiledTable, Request, evaluate
+from decisions.loader import Parsed
+from decisions.service import DecisionService
+from gateway.call import Call
+from gateway.identity import Visitor
+from gateway.operations import recognise
+from gateway.settings import Settings
+from tracking.profiles import Profile
 
 NOW = 1_775_000_000.0
 
@@ -41,14 +41,22 @@ def document(rules: int, seed: int = 7) -> dict:
     condition that fails for the benchmark visitor, so evaluation walks several candidates."""
     rng = random.Random(seed)
     segments = max(1, rules // 10)
-    doc: dict = {"segments": {f"s{i}": {"viewed_category": f"cat-{i}"} for i in range(segments)}, "tables": []}
+    doc: dict = {
+        "segments": {f"s{i}": {"viewed_category": f"cat-{i}"} for i in range(segments)},
+        "tables": [],
+    }
     table_rules = []
     for i in range(rules):
         when: dict = {"segment": f"s{i % segments}"}
         if rng.random() < 0.8:
             when["equals"] = {"depth": "never"}  # fails for our visitor
-        table_rules.append({"id": f"r{i}", "when": when,
-                            "then": {"filters": {"xp.rank": str(i)}, "sortBy": "!xp.popularity"}})
+        table_rules.append(
+            {
+                "id": f"r{i}",
+                "when": when,
+                "then": {"filters": {"xp.rank": str(i)}, "sortBy": "!xp.popularity"},
+            }
+        )
     table_rules.append({"id": "fallback", "then": {"pageSize": 12}})
     doc["tables"].append({"id": "bench", "applies_to": "me/products", "rules": table_rules})
     return doc
@@ -87,14 +95,25 @@ def bench_eval(rules: int, n: int) -> dict[str, float]:
     ours = timed(lambda: evaluate(tables, request), n)
     scan = timed(lambda: naive(tables[0], request), max(50, n // (1 + rules // 500)))
     floor = timed(lambda: lookup.get("k1"), n)
-    return {"p50": pct(ours, .5), "p99": pct(ours, .99), "scan_p50": pct(scan, .5), "dict_p50": pct(floor, .5),
-            "rule": hits[0].rule.id}
+    return {
+        "p50": pct(ours, 0.5),
+        "p99": pct(ours, 0.99),
+        "scan_p50": pct(scan, 0.5),
+        "dict_p50": pct(floor, 0.5),
+        "rule": hits[0].rule.id,
+    }
 
 
 class Profiles:
     def __init__(self) -> None:
-        self.profile = Profile("acme-ann", anonymous=False, buyer_id="acme", orders=3, spent=640.0,
-                               viewed_categories=["cat-0", "cat-1", "cat-2"])
+        self.profile = Profile(
+            "acme-ann",
+            anonymous=False,
+            buyer_id="acme",
+            orders=3,
+            spent=640.0,
+            viewed_categories=["cat-0", "cat-1", "cat-2"],
+        )
 
     async def get(self, visitor_id: str) -> Profile | None:
         return self.profile
@@ -110,12 +129,25 @@ async def bench_decide(rules: int, n: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tables.yaml"
         path.write_text(yaml.safe_dump(document(rules), sort_keys=False))
-        service = DecisionService(Settings(store=Path(tmp) / "gw.db", decisions=path), Profiles(), emit,
-                                  watch_interval=3600, flush_interval=3600)
+        service = DecisionService(
+            Settings(store=Path(tmp) / "gw.db", decisions=path),
+            Profiles(),
+            emit,
+            watch_interval=3600,
+            flush_interval=3600,
+        )
         await service.start()
-        call = Call(recognise("GET", "/v1/me/products"), "GET", "/v1/me/products",
-                    "page=1&depth=all&xp.Color=!red&sortBy=Name", Headers({"user-agent": "Mozilla/5.0 (X11)"}),
-                    "127.0.0.1", None, Visitor("acme-ann", False, buyer_id="acme"), NOW)
+        call = Call(
+            recognise("GET", "/v1/me/products"),
+            "GET",
+            "/v1/me/products",
+            "page=1&depth=all&xp.Color=!red&sortBy=Name",
+            Headers({"user-agent": "Mozilla/5.0 (X11)"}),
+            "127.0.0.1",
+            None,
+            Visitor("acme-ann", False, buyer_id="acme"),
+            NOW,
+        )
         profiles = Profiles()
         clock = time.perf_counter_ns
         ours, floor = [], []
@@ -129,7 +161,7 @@ async def bench_decide(rules: int, n: int) -> dict[str, float]:
             floor.append((clock() - t) / 1000)
         assert decision is not None
         await service.stop()
-    return {"p50": pct(ours, .5), "p99": pct(ours, .99), "floor_p50": pct(floor, .5)}
+    return {"p50": pct(ours, 0.5), "p99": pct(ours, 0.99), "floor_p50": pct(floor, 0.5)}
 
 
 def main() -> None:
@@ -138,21 +170,31 @@ def main() -> None:
     args = parser.parse_args()
     n = 2_000 if args.quick else 20_000
     print(f"python {sys.version.split()[0]}, {n} iterations per measurement, times in µs")
-    print(f"{'rules':>6} {'p50':>7} {'p99':>7} {'naive scan p50':>15} {'scan/ours':>9} {'dict p50':>9} "
-          f"{'ours/dict':>9}  matched")
+    print(
+        f"{'rules':>6} {'p50':>7} {'p99':>7} {'naive scan p50':>15} {'scan/ours':>9} {'dict p50':>9} "
+        f"{'ours/dict':>9}  matched"
+    )
     for rules in (10, 1_000, 10_000):
         r = bench_eval(rules, n)
-        print(f"{rules:>6} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['scan_p50']:>15.2f} "
-              f"{r['scan_p50'] / r['p50']:>9.1f} {r['dict_p50']:>9.2f} {r['p50'] / r['dict_p50']:>9.1f}  {r['rule']}")
+        print(
+            f"{rules:>6} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['scan_p50']:>15.2f} "
+            f"{r['scan_p50'] / r['p50']:>9.1f} {r['dict_p50']:>9.2f} {r['p50'] / r['dict_p50']:>9.1f}  {r['rule']}"
+        )
     print()
-    print("decide() end to end (profile from memory, segments, evaluation, rewrite, exposure; no CDP)")
+    print(
+        "decide() end to end (profile from memory, segments, evaluation, rewrite, exposure; no CDP)"
+    )
     print(f"{'rules':>6} {'p50':>7} {'p99':>7} {'floor p50':>10} {'ours/floor':>10}")
     for rules in (10, 1_000):
         d = asyncio.run(bench_decide(rules, n // 2))
-        print(f"{rules:>6} {d['p50']:>7.2f} {d['p99']:>7.2f} {d['floor_p50']:>10.2f} "
-              f"{d['p50'] / d['floor_p50']:>10.1f}")
-    print("floor = one awaited in-memory profile lookup; target: evaluation <= 20 µs p50 at 1,000 rules, "
-          "decide() <= 500 µs p50")
+        print(
+            f"{rules:>6} {d['p50']:>7.2f} {d['p99']:>7.2f} {d['floor_p50']:>10.2f} "
+            f"{d['p50'] / d['floor_p50']:>10.1f}"
+        )
+    print(
+        "floor = one awaited in-memory profile lookup; target: evaluation <= 20 µs p50 at 1,000 rules, "
+        "decide() <= 500 µs p50"
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,11 @@ def _authorized(settings: Settings, request: Request) -> Response | None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode("utf-8"), settings.admin_token.encode("utf-8")
     ):
-        return JSONResponse({"error": "unauthorized"}, status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="ocgateway-admin"'})
+        return JSONResponse(
+            {"error": "unauthorized"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="ocgateway-admin"'},
+        )
     return None
 
 
@@ -60,8 +63,10 @@ async def _text(request: Request) -> str | Response:
 
 
 def _rejected(exc: ValidationFailed) -> JSONResponse:
-    return JSONResponse({"ok": False, "errors": [e.as_dict() | {"text": str(e)} for e in exc.errors]},
-                        status_code=422)
+    return JSONResponse(
+        {"ok": False, "errors": [e.as_dict() | {"text": str(e)} for e in exc.errors]},
+        status_code=422,
+    )
 
 
 def _author(request: Request, default: str = "admin") -> str:
@@ -72,9 +77,13 @@ def openapi() -> dict[str, Any]:
     """The API description; table schemas come straight from the pydantic models."""
     schema = TableSet.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
     components = schema.pop("$defs", {}) | {"TableSet": schema}
-    doc_body = {"required": True, "content": {
-        "application/yaml": {"schema": {"$ref": "#/components/schemas/TableSet"}},
-        "application/json": {"schema": {"$ref": "#/components/schemas/TableSet"}}}}
+    doc_body = {
+        "required": True,
+        "content": {
+            "application/yaml": {"schema": {"$ref": "#/components/schemas/TableSet"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/TableSet"}},
+        },
+    }
     author = {"name": "X-Author", "in": "header", "schema": {"type": "string"}}
     comment = {"name": "X-Comment", "in": "header", "schema": {"type": "string"}}
     number = {"name": "version", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -87,26 +96,73 @@ def openapi() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "ocgateway decision tables admin", "version": "1"},
-        "components": {"schemas": components,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
         "security": [{"bearer": []}],
         "paths": {
             "/tables": {"get": op("live tables with version and the last refused file edit")},
-            "/tables/{table_id}": {"get": op("one live table", parameters=[
-                {"name": "table_id", "in": "path", "required": True, "schema": {"type": "string"}}])},
+            "/tables/{table_id}": {
+                "get": op(
+                    "one live table",
+                    parameters=[
+                        {
+                            "name": "table_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                )
+            },
             "/source": {"get": op("the live version's document text")},
-            "/validate": {"post": op("dry run: validate a document", requestBody=doc_body,
-                                     responses={"200": ok, "422": bad})},
-            "/publish": {"post": op("publish a document as a new live version", requestBody=doc_body,
-                                    parameters=[author, comment], responses={"201": ok, "422": bad})},
+            "/validate": {
+                "post": op(
+                    "dry run: validate a document",
+                    requestBody=doc_body,
+                    responses={"200": ok, "422": bad},
+                )
+            },
+            "/publish": {
+                "post": op(
+                    "publish a document as a new live version",
+                    requestBody=doc_body,
+                    parameters=[author, comment],
+                    responses={"201": ok, "422": bad},
+                )
+            },
             "/versions": {"get": op("every published version, newest first")},
-            "/versions/{version}": {"get": op("one version with its source and diff", parameters=[number])},
-            "/rollback/{version}": {"post": op("publish an old version's source again", parameters=[number, author],
-                                               responses={"201": ok, "404": {"description": "no such version"}})},
-            "/explain": {"post": op("what would this shopper get, and why", requestBody={"content": {
-                "application/json": {"schema": {"type": "object", "required": ["url"], "properties": {
-                    "visitor": {"type": "string"}, "url": {"type": "string"},
-                    "segments": {"type": "array", "items": {"type": "string"}}}}}}})},
+            "/versions/{version}": {
+                "get": op("one version with its source and diff", parameters=[number])
+            },
+            "/rollback/{version}": {
+                "post": op(
+                    "publish an old version's source again",
+                    parameters=[number, author],
+                    responses={"201": ok, "404": {"description": "no such version"}},
+                )
+            },
+            "/explain": {
+                "post": op(
+                    "what would this shopper get, and why",
+                    requestBody={
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["url"],
+                                    "properties": {
+                                        "visitor": {"type": "string"},
+                                        "url": {"type": "string"},
+                                        "segments": {"type": "array", "items": {"type": "string"}},
+                                    },
+                                }
+                            }
+                        }
+                    },
+                )
+            },
             "/stats": {"get": op("decision counters")},
         },
     }
@@ -117,18 +173,36 @@ def create_admin_app(service: DecisionService, settings: Settings) -> Starlette:
 
     async def list_tables(request: Request) -> Response:
         live = service.live
-        tables = [] if live is None else [
-            {"id": t.id, "applies_to": t.applies_to, "hit": t.hit, "enabled": t.enabled, "rules": len(t.rules)}
-            for t in live.document.tables]
-        return JSONResponse({"version": service.version, "tables": tables,
-                             "last_file_errors": [str(e) for e in service.last_errors]})
+        tables = (
+            []
+            if live is None
+            else [
+                {
+                    "id": t.id,
+                    "applies_to": t.applies_to,
+                    "hit": t.hit,
+                    "enabled": t.enabled,
+                    "rules": len(t.rules),
+                }
+                for t in live.document.tables
+            ]
+        )
+        return JSONResponse(
+            {
+                "version": service.version,
+                "tables": tables,
+                "last_file_errors": [str(e) for e in service.last_errors],
+            }
+        )
 
     async def get_table(request: Request) -> Response:
         wanted = request.path_params["table_id"]
         for table in service.live.document.tables if service.live else []:
             if table.id == wanted:
-                return JSONResponse(table.model_dump(mode="json", by_alias=True, exclude_none=True)
-                                    | {"version": service.version})
+                return JSONResponse(
+                    table.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    | {"version": service.version}
+                )
         return JSONResponse({"error": f"no live table {wanted!r}"}, status_code=404)
 
     async def source(request: Request) -> Response:
@@ -158,8 +232,12 @@ def create_admin_app(service: DecisionService, settings: Settings) -> Starlette:
         return JSONResponse(version.summary() | {"diff": version.diff}, status_code=201)
 
     async def versions(request: Request) -> Response:
-        return JSONResponse({"live": service.version,
-                             "versions": [v.summary() for v in await service.list_versions()]})
+        return JSONResponse(
+            {
+                "live": service.version,
+                "versions": [v.summary() for v in await service.list_versions()],
+            }
+        )
 
     async def version(request: Request) -> Response:
         found = await service.get_version(_number(request))
@@ -182,8 +260,10 @@ def create_admin_app(service: DecisionService, settings: Settings) -> Starlette:
             url = str(body["url"])
             segments = [str(s) for s in body.get("segments") or []]
         except (ValueError, KeyError, TypeError, AttributeError):
-            return JSONResponse({"error": 'send {"url": "/v1/me/products?…", "visitor": …, "segments": […]}'},
-                                status_code=400)
+            return JSONResponse(
+                {"error": 'send {"url": "/v1/me/products?…", "visitor": …, "segments": […]}'},
+                status_code=400,
+            )
         return JSONResponse(await service.explain(body.get("visitor"), url, segments))
 
     async def stats(request: Request) -> Response:
@@ -195,19 +275,21 @@ def create_admin_app(service: DecisionService, settings: Settings) -> Starlette:
     def guarded(path: str, handler: Handler, methods: list[str]) -> Route:
         return Route(path, _guard(settings, handler), methods=methods)
 
-    return Starlette(routes=[
-        Route("/openapi.json", openapi_json, methods=["GET"]),
-        guarded("/tables", list_tables, ["GET"]),
-        guarded("/tables/{table_id}", get_table, ["GET"]),
-        guarded("/source", source, ["GET"]),
-        guarded("/validate", validate, ["POST"]),
-        guarded("/publish", publish, ["POST"]),
-        guarded("/versions", versions, ["GET"]),
-        guarded("/versions/{version:int}", version, ["GET"]),
-        guarded("/rollback/{version:int}", rollback, ["POST"]),
-        guarded("/explain", explain, ["POST"]),
-        guarded("/stats", stats, ["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            guarded("/tables", list_tables, ["GET"]),
+            guarded("/tables/{table_id}", get_table, ["GET"]),
+            guarded("/source", source, ["GET"]),
+            guarded("/validate", validate, ["POST"]),
+            guarded("/publish", publish, ["POST"]),
+            guarded("/versions", versions, ["GET"]),
+            guarded("/versions/{version:int}", version, ["GET"]),
+            guarded("/rollback/{version:int}", rollback, ["POST"]),
+            guarded("/explain", explain, ["POST"]),
+            guarded("/stats", stats, ["GET"]),
+        ]
+    )
 
 
 def _number(request: Request) -> int:

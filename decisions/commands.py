@@ -50,9 +50,13 @@ def register(subparsers: Any, profiles_factory: ProfilesFactory | None = None) -
     explain.add_argument("url", help="e.g. '/v1/me/products?search=watch'")
     explain.add_argument("--visitor", help="visitor id (anon-{orderid} or {buyer}-{user})")
     explain.add_argument("--segments", default="", help="comma-separated segments to add")
-    explain.add_argument("--header", action="append", default=[], help="'Name: value' request header")
+    explain.add_argument(
+        "--header", action="append", default=[], help="'Name: value' request header"
+    )
     explain.add_argument("--at", help="evaluate at this ISO time (default: now)")
-    explain.add_argument("--tables", type=Path, help="evaluate this file instead of the live version")
+    explain.add_argument(
+        "--tables", type=Path, help="evaluate this file instead of the live version"
+    )
     explain.set_defaults(func=lambda args: explain_command(args, profiles_factory))
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a tables document")
@@ -91,7 +95,9 @@ def validate_command(args: argparse.Namespace) -> int:
         print(f"error: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     rules = sum(len(t.rules) for t in document.tables)
-    print(f"ok: {len(document.tables)} table(s), {rules} rule(s), {len(document.segments)} segment(s)")
+    print(
+        f"ok: {len(document.tables)} table(s), {rules} rule(s), {len(document.segments)} segment(s)"
+    )
     return 0
 
 
@@ -115,7 +121,9 @@ def explain_command(args: argparse.Namespace, profiles_factory: ProfilesFactory 
             else:
                 latest = await asyncio.to_thread(VersionStore(settings.store).latest)
                 if latest is not None:
-                    service.live = compile_document(validate(parse_text(latest.source)), latest.version)
+                    service.live = compile_document(
+                        validate(parse_text(latest.source)), latest.version
+                    )
             return await service.explain(args.visitor, args.url, segments, headers, now)
         finally:
             await service.stop()

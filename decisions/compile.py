@@ -48,9 +48,13 @@ def _real_path(data: object, path: Sequence[object], missing: bool) -> list[obje
     real: list[object] = []
     node = data
     for i, part in enumerate(path):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and 0 <= part < len(node)
+        ):
             node = node[part]
         elif missing and i == len(path) - 1:
             pass
@@ -60,7 +64,9 @@ def _real_path(data: object, path: Sequence[object], missing: bool) -> list[obje
     return real
 
 
-def locate_error(parsed: Parsed, path: Sequence[object], message: str, missing: bool = False) -> TableError:
+def locate_error(
+    parsed: Parsed, path: Sequence[object], message: str, missing: bool = False
+) -> TableError:
     """Name table, rule (or segment) and field for a path into the document, plus file and line."""
     path = _real_path(parsed.data, path, missing)
     file, line = parsed.locate(path)
@@ -77,8 +83,9 @@ def locate_error(parsed: Parsed, path: Sequence[object], message: str, missing: 
     elif len(path) >= 2 and path[0] == "segments":
         segment, rest = str(path[1]), list(path[2:])
     fields = ".".join(str(p) for p in rest)
-    return TableError(message, table=table, rule=rule, segment=segment, field=fields or None,
-                      file=file, line=line)
+    return TableError(
+        message, table=table, rule=rule, segment=segment, field=fields or None, file=file, line=line
+    )
 
 
 def validate(parsed: Parsed) -> TableSet:
@@ -86,7 +93,9 @@ def validate(parsed: Parsed) -> TableSet:
     try:
         document = TableSet.model_validate(parsed.data)
     except ValidationError as exc:
-        errors = [locate_error(parsed, e["loc"], e["msg"], e["type"] == "missing") for e in exc.errors()]
+        errors = [
+            locate_error(parsed, e["loc"], e["msg"], e["type"] == "missing") for e in exc.errors()
+        ]
         raise ValidationFailed(errors) from None
     errors = _cross_check(document, parsed)
     if errors:
@@ -127,9 +136,13 @@ def _cross_check(document: TableSet, parsed: Parsed) -> list[TableError]:
                 when: When | None = getattr(rule, part)
                 for field, name in _refs(when):
                     if name not in document.segments:
-                        errors.append(locate_error(parsed, (*at, part, field), f"unknown segment {name!r}"))
+                        errors.append(
+                            locate_error(parsed, (*at, part, field), f"unknown segment {name!r}")
+                        )
                 if when and when.from_ and when.until and _epoch(when.from_) >= _epoch(when.until):
-                    errors.append(locate_error(parsed, (*at, part, "until"), "until must be after from"))
+                    errors.append(
+                        locate_error(parsed, (*at, part, "until"), "until must be after from")
+                    )
         errors.extend(_unreachable(table, parsed, base))
         if table.hit == "collect":
             errors.extend(_conflicts(table, parsed, base))
@@ -145,8 +158,14 @@ def _unreachable(table: Table, parsed: Parsed, base: tuple[object, ...]) -> list
         return []
     for r, rule in enumerate(table.rules[:-1]):
         if _unconditional(rule):
-            return [locate_error(parsed, (*base, "rules", r + 1), f"unreachable: rule {rule_ids(table)[r]!r} "
-                                 "above it always matches (hit: first)")]
+            return [
+                locate_error(
+                    parsed,
+                    (*base, "rules", r + 1),
+                    f"unreachable: rule {rule_ids(table)[r]!r} "
+                    "above it always matches (hit: first)",
+                )
+            ]
     return []
 
 
@@ -158,8 +177,13 @@ def _conflicts(table: Table, parsed: Parsed, base: tuple[object, ...]) -> list[T
         for field, key, value in _fields(rule.then):
             low = key.lower()
             if low in owner and owner[low][0] != value:
-                errors.append(locate_error(parsed, (*base, "rules", r, "then", *field),
-                                           f"conflicts with rule {owner[low][1]!r} under hit: collect"))
+                errors.append(
+                    locate_error(
+                        parsed,
+                        (*base, "rules", r, "then", *field),
+                        f"conflicts with rule {owner[low][1]!r} under hit: collect",
+                    )
+                )
             owner.setdefault(low, (value, rid))
     return errors
 
@@ -230,10 +254,12 @@ def _checks(when: When) -> list[tuple[str, Check]]:
     if when.equals:
         wanted = tuple((k.lower(), v) for k, v in when.equals.items())
         if len(wanted) == 1:
-            (key, val), = wanted
+            ((key, val),) = wanted
             checks.append(("equals", lambda q, k=key, v=val: v in q.values.get(k, ())))
         else:
-            checks.append(("equals", lambda q, w=wanted: all(v in q.values.get(k, ()) for k, v in w)))
+            checks.append(
+                ("equals", lambda q, w=wanted: all(v in q.values.get(k, ()) for k, v in w))
+            )
     if when.from_ is not None:
         checks.append(("from", lambda q, t=_epoch(when.from_): q.now >= t))
     if when.until is not None:
@@ -290,15 +316,21 @@ def _index_keys(rule: Rule) -> list[str | None]:
 
 def compile_table(table: Table) -> CompiledTable:
     ids = rule_ids(table)
-    live = [(pos, rule, rid) for pos, (rule, rid) in enumerate(zip(table.rules, ids)) if rule.enabled]
+    live = [
+        (pos, rule, rid) for pos, (rule, rid) in enumerate(zip(table.rules, ids)) if rule.enabled
+    ]
     if table.hit == "priority":
         live.sort(key=lambda p: (-p[1].priority, p[0]))
-    rules = tuple(_compile_rule(table, rule, rid, order) for order, (_, rule, rid) in enumerate(live))
+    rules = tuple(
+        _compile_rule(table, rule, rid, order) for order, (_, rule, rid) in enumerate(live)
+    )
     index: dict[str | None, list[CompiledRule]] = {}
     for (_, rule, _), compiled in zip(live, rules):
         for key in _index_keys(rule):
             index.setdefault(key, []).append(compiled)
-    return CompiledTable(table.id, table.applies_to, table.hit, rules, {k: tuple(v) for k, v in index.items()})
+    return CompiledTable(
+        table.id, table.applies_to, table.hit, rules, {k: tuple(v) for k, v in index.items()}
+    )
 
 
 def compile_document(document: TableSet, version: int) -> Compiled:
@@ -311,7 +343,9 @@ def compile_document(document: TableSet, version: int) -> Compiled:
     return Compiled(version, document, {k: tuple(v) for k, v in by_route.items()}, segments, cdp)
 
 
-def request_for(segments: frozenset[str], query: Query | str, now: float, visitor_id: str | None) -> Request:
+def request_for(
+    segments: frozenset[str], query: Query | str, now: float, visitor_id: str | None
+) -> Request:
     """Everything rule conditions look at, from one call."""
     if isinstance(query, str):
         query = parse_query(query)

@@ -142,7 +142,11 @@ def explain_table(table: CompiledTable, request: Request) -> list[dict[str, obje
     out: list[dict[str, object]] = []
     for rule in sorted(table.rules, key=_order):
         failed = rule.failing(request)
-        entry: dict[str, object] = {"rule": rule.id, "matched": failed is None, "chosen": id(rule) in winners}
+        entry: dict[str, object] = {
+            "rule": rule.id,
+            "matched": failed is None,
+            "chosen": id(rule) in winners,
+        }
         if failed is not None:
             entry["failed"] = failed
         elif id(rule) in winners and winners[id(rule)].variant is not None:

@@ -15,11 +15,20 @@ from decisions.store import ORDERS_SOURCE, VersionStore
 EXPOSURE = "decision.exposed"
 
 
-def exposure_event(visitor_id: str, table: str, rule: str, variant: str | None, version: int,
-                   route: str, at: float) -> dict[str, Any]:
+def exposure_event(
+    visitor_id: str, table: str, rule: str, variant: str | None, version: int, route: str, at: float
+) -> dict[str, Any]:
     """The event handed to `emit` (and stored): no tokens, no personal data beyond the visitor id."""
-    return {"type": EXPOSURE, "visitor_id": visitor_id, "table": table, "rule": rule,
-            "variant": variant or "default", "version": version, "route": route, "at": at}
+    return {
+        "type": EXPOSURE,
+        "visitor_id": visitor_id,
+        "table": table,
+        "rule": rule,
+        "variant": variant or "default",
+        "version": version,
+        "route": route,
+        "at": at,
+    }
 
 
 class ExposureBuffer:
@@ -46,8 +55,10 @@ class ExposureBuffer:
 
 
 def rows_of(events: list[dict[str, Any]]) -> list[tuple[float, str, str, str, str, int, str]]:
-    return [(e["at"], e["visitor_id"], e["table"], e["rule"], e["variant"], e["version"], e["route"])
-            for e in events]
+    return [
+        (e["at"], e["visitor_id"], e["table"], e["rule"], e["variant"], e["version"], e["route"])
+        for e in events
+    ]
 
 
 REPORT_SQL = f"""
@@ -73,17 +84,40 @@ def report(store: VersionStore) -> list[dict[str, Any]]:
     out = []
     for row in store.query(REPORT_SQL):
         item = dict(row)
-        item["conversion_rate"] = round(item["converted"] / item["visitors"], 4) if item["visitors"] else 0.0
+        item["conversion_rate"] = (
+            round(item["converted"] / item["visitors"], 4) if item["visitors"] else 0.0
+        )
         out.append(item)
     return out
 
 
 def format_report(rows: list[dict[str, Any]]) -> str:
-    head = ("table", "rule", "variant", "exposures", "visitors", "converted", "rate", "orders", "revenue")
+    head = (
+        "table",
+        "rule",
+        "variant",
+        "exposures",
+        "visitors",
+        "converted",
+        "rate",
+        "orders",
+        "revenue",
+    )
     lines = [head] + [
-        (r["table_id"], r["rule_id"], r["variant"], str(r["exposures"]), str(r["visitors"]),
-         str(r["converted"]), f"{r['conversion_rate']:.2%}", str(r["orders"]), f"{r['revenue']:.2f}")
+        (
+            r["table_id"],
+            r["rule_id"],
+            r["variant"],
+            str(r["exposures"]),
+            str(r["visitors"]),
+            str(r["converted"]),
+            f"{r['conversion_rate']:.2%}",
+            str(r["orders"]),
+            f"{r['revenue']:.2f}",
+        )
         for r in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines
+    )

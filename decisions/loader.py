@@ -41,8 +41,9 @@ Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                             list("tTfF"))
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _line(node: yaml.Node | None, path: Sequence[object]) -> int | None:
@@ -55,9 +56,12 @@ def _line(node: yaml.Node | None, path: Sequence[object]) -> int | None:
                 if key.value == str(part):
                     node = value
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                node = node.value[part]
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            node = node.value[part]
     return node.start_mark.line + 1
 
 
@@ -65,7 +69,7 @@ def parse_text(text: str, name: str | None = None) -> Parsed:
     """Parse one YAML (or JSON) document; a syntax error is reported with its line."""
     try:
         node = yaml.compose(text, Loader=Loader)
-        data = yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader
+        data = yaml.load(text, Loader=Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -89,16 +93,26 @@ def merge(parts: list[tuple[str, Parsed]]) -> Parsed:
     for name, parsed in parts:
         for key in parsed.data:
             if key not in ("segments", "tables"):
-                errors.append(TableError(f"unknown section {key!r}", file=name, line=parsed.locate((key,))[1]))
+                errors.append(
+                    TableError(f"unknown section {key!r}", file=name, line=parsed.locate((key,))[1])
+                )
         segments = parsed.data.get("segments") or {}
         tables = parsed.data.get("tables") or []
         if not isinstance(segments, dict) or not isinstance(tables, list):
-            errors.append(TableError("segments must be a mapping and tables a list", file=name, line=1))
+            errors.append(
+                TableError("segments must be a mapping and tables a list", file=name, line=1)
+            )
             continue
         for seg_name, definition in segments.items():
             if seg_name in merged["segments"]:
-                errors.append(TableError("segment defined in two files", segment=str(seg_name),
-                                         file=name, line=parsed.locate(("segments", seg_name))[1]))
+                errors.append(
+                    TableError(
+                        "segment defined in two files",
+                        segment=str(seg_name),
+                        file=name,
+                        line=parsed.locate(("segments", seg_name))[1],
+                    )
+                )
             merged["segments"][seg_name] = definition
             segment_home[str(seg_name)] = parsed
         for index, table in enumerate(tables):
@@ -110,7 +124,12 @@ def merge(parts: list[tuple[str, Parsed]]) -> Parsed:
     def locate(path: Sequence[object]) -> tuple[str | None, int | None]:
         if len(path) >= 2 and path[0] == "segments" and str(path[1]) in segment_home:
             return segment_home[str(path[1])].locate(path)
-        if len(path) >= 2 and path[0] == "tables" and isinstance(path[1], int) and path[1] < len(table_home):
+        if (
+            len(path) >= 2
+            and path[0] == "tables"
+            and isinstance(path[1], int)
+            and path[1] < len(table_home)
+        ):
             home, index = table_home[path[1]]
             return home.locate(("tables", index, *path[2:]))
         return (None, None)
@@ -121,7 +140,9 @@ def merge(parts: list[tuple[str, Parsed]]) -> Parsed:
 def files_of(path: Path) -> list[Path]:
     """The YAML files a settings path stands for, in a stable order."""
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+        return sorted(
+            p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file()
+        )
     return [path]
 
 
@@ -143,8 +164,12 @@ def signature(path: Path) -> tuple[tuple[str, int, int], ...]:
         return ()
 
 
-async def watch(path: Path, on_change: Callable[[], Awaitable[object]], interval: float = 1.0,
-                seen: tuple[tuple[str, int, int], ...] | None = None) -> None:
+async def watch(
+    path: Path,
+    on_change: Callable[[], Awaitable[object]],
+    interval: float = 1.0,
+    seen: tuple[tuple[str, int, int], ...] | None = None,
+) -> None:
     """Poll `path` and call `on_change` after each change; runs until cancelled.
 
     `seen` is the signature taken before the caller's own first read, so an edit made between

@@ -46,8 +46,16 @@ def segment_names(body: Any, path: str) -> frozenset[str]:
 class Personalize:
     """callFlows client with a per-visitor TTL cache, in-flight de-duplication and a latency budget."""
 
-    def __init__(self, settings: Settings, client: httpx.AsyncClient, *, ttl: float = 600.0,
-                 refresh_after: float = 60.0, failure_ttl: float = 30.0, maxsize: int = 100_000) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        *,
+        ttl: float = 600.0,
+        refresh_after: float = 60.0,
+        failure_ttl: float = 30.0,
+        maxsize: int = 100_000,
+    ) -> None:
         if settings.cdp_url is None or not settings.personalize_flow:
             raise ValueError("Personalize needs OCGW_CDP_URL and OCGW_PERSONALIZE_FLOW")
         self.url = str(settings.cdp_url).rstrip("/") + "/v2/callFlows"
@@ -78,9 +86,12 @@ class Personalize:
         try:
             # The budget only bounds the shopper's wait; the fetch itself may finish later and fill
             # the cache, within a timeout of its own.
-            response = await self.client.post(self.url, json={k: v for k, v in body.items() if v is not None},
-                                              headers={"Accept": "application/json"},
-                                              timeout=max(2.0, self.budget * 10))
+            response = await self.client.post(
+                self.url,
+                json={k: v for k, v in body.items() if v is not None},
+                headers={"Accept": "application/json"},
+                timeout=max(2.0, self.budget * 10),
+            )
             response.raise_for_status()
             names = segment_names(response.json(), self.settings.personalize_segments_path)
         except Exception as exc:  # CDP down, slow, or answering nonsense: fall back to local
@@ -99,8 +110,13 @@ class Personalize:
             task.add_done_callback(lambda _t, v=visitor_id: self.inflight.pop(v, None))
         return task
 
-    async def segments(self, visitor_id: str, browser_id: str | None, language: str | None = None,
-                       currency: str | None = None) -> frozenset[str] | None:
+    async def segments(
+        self,
+        visitor_id: str,
+        browser_id: str | None,
+        language: str | None = None,
+        currency: str | None = None,
+    ) -> frozenset[str] | None:
         """CDP segment names for this visitor, or None when unknown within the budget."""
         entry = self.cache.get(visitor_id)
         if entry is not None:

@@ -99,7 +99,9 @@ def rewrite_query(query: Query | str, steps: Iterable[Actions]) -> Rewrite:
         taken |= step_keys
     if dropped:
         original = [p for p, key in zip(query.pairs, query.keys) if key not in dropped]
-    return Rewrite("&".join(original + added), pin, tuple(sorted(taken)), tuple(dict.fromkeys(kept)))
+    return Rewrite(
+        "&".join(original + added), pin, tuple(sorted(taken)), tuple(dict.fromkeys(kept))
+    )
 
 
 def reorder_for(pin: Sequence[str]) -> Callable[[bytes], bytes]:
@@ -114,7 +116,10 @@ def reorder_for(pin: Sequence[str]) -> Callable[[bytes], bytes]:
         size = len(rank)
         keyed = sorted(
             enumerate(items),
-            key=lambda p: (rank.get(p[1].get("ID") if isinstance(p[1], dict) else None, size), p[0]),
+            key=lambda p: (
+                rank.get(p[1].get("ID") if isinstance(p[1], dict) else None, size),
+                p[0],
+            ),
         )
         page["Items"] = [item for _, item in keyed]
         return json.dumps(page, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

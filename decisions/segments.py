@@ -5,13 +5,13 @@ compiled membership tests over it. Pure: no I/O, `now` is an argument.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
-from gateway.identity import Visitor
 from decisions.models import HourRange, Range, SegmentDef
+from gateway.identity import Visitor
 from tracking.profiles import Profile
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -51,7 +51,9 @@ def device_of(user_agent: str) -> str:
     """A coarse device class; good enough for targeting, not for analytics."""
     if not user_agent or _BOT.search(user_agent):
         return "bot"
-    if _TABLET.search(user_agent) or ("android" in user_agent.lower() and "mobile" not in user_agent.lower()):
+    if _TABLET.search(user_agent) or (
+        "android" in user_agent.lower() and "mobile" not in user_agent.lower()
+    ):
         return "tablet"
     if _MOBILE.search(user_agent):
         return "mobile"
@@ -59,7 +61,10 @@ def device_of(user_agent: str) -> str:
 
 
 def facts_for(
-    visitor: Visitor | None, profile: Profile | None, headers: Mapping[str, str], now: float | None = None
+    visitor: Visitor | None,
+    profile: Profile | None,
+    headers: Mapping[str, str],
+    now: float | None = None,
 ) -> Facts:
     """Merge the stored profile with what this request says (headers win for request context)."""
     now = time.time() if now is None else now
@@ -141,7 +146,11 @@ def compile_segment(definition: SegmentDef) -> SegmentTest:
         prefixes = tuple(p.lower() for p in _many(d.locale))
         tests.append(lambda f, c, p=prefixes: bool(f.language) and f.language.lower().startswith(p))
     if d.currency is not None:
-        tests.append(lambda f, c, s=frozenset(x.upper() for x in _many(d.currency)): (f.currency or "").upper() in s)
+        tests.append(
+            lambda f, c, s=frozenset(x.upper() for x in _many(d.currency)): (
+                (f.currency or "").upper() in s
+            )
+        )
     if d.channel is not None:
         tests.append(lambda f, c, s=frozenset(x.lower() for x in _many(d.channel)): f.channel in s)
     if d.device is not None:
@@ -160,6 +169,8 @@ def compile_segment(definition: SegmentDef) -> SegmentTest:
     return lambda f, c: all(t(f, c) for t in tests)
 
 
-def segments_of(tests: Mapping[str, SegmentTest], facts: Facts, cdp: frozenset[str]) -> frozenset[str]:
+def segments_of(
+    tests: Mapping[str, SegmentTest], facts: Facts, cdp: frozenset[str]
+) -> frozenset[str]:
     """Names of the local segments this visitor is in. `cdp` holds casefolded CDP segment names."""
     return frozenset(name for name, test in tests.items() if test(facts, cdp))

@@ -33,13 +33,19 @@ from tracking.profiles import Profile, ProfileStore
 log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
-ROUTES = {PRODUCTS_LIST: "me/products", PROMOTIONS_LIST: "me/promotions", CATEGORIES_LIST: "me/categories"}
+ROUTES = {
+    PRODUCTS_LIST: "me/products",
+    PROMOTIONS_LIST: "me/promotions",
+    CATEGORIES_LIST: "me/categories",
+}
 
 
 def decision_header(hits: Iterable[Hit], version: int) -> str:
     """X-Decision: one `table=…;rule=…;variant=…;version=…` entry per rule that hit."""
-    return ", ".join(f"table={h.rule.table};rule={h.rule.id};variant={h.variant or 'default'};version={version}"
-                     for h in hits)
+    return ", ".join(
+        f"table={h.rule.table};rule={h.rule.id};variant={h.variant or 'default'};version={version}"
+        for h in hits
+    )
 
 
 def browser_id_from(headers: Mapping[str, str], client_key: str | None) -> str | None:
@@ -54,9 +60,16 @@ def browser_id_from(headers: Mapping[str, str], client_key: str | None) -> str |
 
 
 class DecisionService:
-    def __init__(self, settings: Settings, profiles: ProfileStore, emit: Emit,
-                 http_client: httpx.AsyncClient | None = None, *, watch_interval: float = 1.0,
-                 flush_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        profiles: ProfileStore,
+        emit: Emit,
+        http_client: httpx.AsyncClient | None = None,
+        *,
+        watch_interval: float = 1.0,
+        flush_interval: float = 1.0,
+    ) -> None:
         self.settings = settings
         self.profiles = profiles
         self.emit = emit
@@ -73,9 +86,22 @@ class DecisionService:
             if self._client is None:
                 self._client, self._own_client = httpx.AsyncClient(), True
             self.personalize = Personalize(settings, self._client)
-        self._counts = dict.fromkeys(("calls", "personalized", "no_table", "no_match", "errors", "publishes",
-                                      "rejected", "reloads", "reload_errors", "emit_errors",
-                                      "exposure_write_errors"), 0)
+        self._counts = dict.fromkeys(
+            (
+                "calls",
+                "personalized",
+                "no_table",
+                "no_match",
+                "errors",
+                "publishes",
+                "rejected",
+                "reloads",
+                "reload_errors",
+                "emit_errors",
+                "exposure_write_errors",
+            ),
+            0,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._publishing = asyncio.Lock()
 
@@ -97,12 +123,17 @@ class DecisionService:
             try:
                 self.live = compile_document(validate(parse_text(latest.source)), latest.version)
             except ValidationFailed as exc:  # only if the format tightened since it was stored
-                log.error("decision tables: stored v%s no longer validates: %s", latest.version, exc)
+                log.error(
+                    "decision tables: stored v%s no longer validates: %s", latest.version, exc
+                )
         if self.settings.decisions is not None:
             seen = await asyncio.to_thread(signature, self.settings.decisions)
             await self.reload()
-            self._tasks.append(asyncio.create_task(
-                watch(self.settings.decisions, self.reload, self.watch_interval, seen)))
+            self._tasks.append(
+                asyncio.create_task(
+                    watch(self.settings.decisions, self.reload, self.watch_interval, seen)
+                )
+            )
         self._tasks.append(asyncio.create_task(self._flush_forever()))
 
     async def stop(self) -> None:
@@ -203,7 +234,9 @@ class DecisionService:
             self._counts["no_table"] += 1
             return None
         headers = dict(call.headers.items())  # one pass over the raw headers, then dict look-ups
-        facts, segments, _ = await self._segments(live, call.visitor, None, headers, call.received_at)
+        facts, segments, _ = await self._segments(
+            live, call.visitor, None, headers, call.received_at
+        )
         query = parse_query(call.query)
         hits = evaluate(tables, request_for(segments, query, facts.now, facts.visitor_id))
         if not hits:
@@ -212,8 +245,17 @@ class DecisionService:
         rewrite = rewrite_query(query, [a for a in (h.actions for h in hits) if a is not None])
         if facts.visitor_id:
             for hit in hits:
-                self.exposures.add(exposure_event(facts.visitor_id, hit.rule.table, hit.rule.id, hit.variant,
-                                                  live.version, route, facts.now))
+                self.exposures.add(
+                    exposure_event(
+                        facts.visitor_id,
+                        hit.rule.table,
+                        hit.rule.id,
+                        hit.variant,
+                        live.version,
+                        route,
+                        facts.now,
+                    )
+                )
         self._counts["personalized"] += 1
         return Decision(
             query=rewrite.query,
@@ -222,9 +264,14 @@ class DecisionService:
             extra={"version": str(live.version), "kept": ",".join(rewrite.kept)},
         )
 
-    async def _segments(self, live: Compiled, visitor: Visitor | None, profile: Profile | None,
-                        headers: Mapping[str, str], now: float,
-                        ) -> tuple[Facts, frozenset[str], frozenset[str]]:
+    async def _segments(
+        self,
+        live: Compiled,
+        visitor: Visitor | None,
+        profile: Profile | None,
+        headers: Mapping[str, str],
+        now: float,
+    ) -> tuple[Facts, frozenset[str], frozenset[str]]:
         """(facts, local segment names, CDP segment names) for one visitor."""
         if profile is None and visitor is not None:
             profile = await self.profiles.get(visitor.id)
@@ -232,13 +279,24 @@ class DecisionService:
         cdp: frozenset[str] = frozenset()
         if self.personalize is not None and live.cdp_names and facts.visitor_id:
             browser_id = (profile.browser_id if profile else None) or browser_id_from(
-                headers, self.settings.cdp_client_key)
-            cdp = await self.personalize.segments(facts.visitor_id, browser_id, facts.language,
-                                                  facts.currency) or frozenset()
+                headers, self.settings.cdp_client_key
+            )
+            cdp = (
+                await self.personalize.segments(
+                    facts.visitor_id, browser_id, facts.language, facts.currency
+                )
+                or frozenset()
+            )
         return facts, segments_of(live.segments, facts, cdp), cdp
 
-    async def explain(self, visitor_id: str | None, url: str, segments: Iterable[str] = (),
-                      headers: Mapping[str, str] | None = None, now: float | None = None) -> dict[str, Any]:
+    async def explain(
+        self,
+        visitor_id: str | None,
+        url: str,
+        segments: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> dict[str, Any]:
         """What this shopper would get for this storefront call, and why (for the CLI and admin)."""
         live = self.live
         path, _, query = url.partition("?")
@@ -250,9 +308,14 @@ class DecisionService:
             return {"error": "no decision tables are live"}
         headers = {k.lower(): v for k, v in (headers or {}).items()}
         profile = await self.profiles.get(visitor_id) if visitor_id else None
-        visitor = None if profile or not visitor_id else Visitor(visitor_id, visitor_id.startswith("anon-"))
-        facts, found, cdp = await self._segments(live, visitor, profile, headers,
-                                                 time.time() if now is None else now)
+        visitor = (
+            None
+            if profile or not visitor_id
+            else Visitor(visitor_id, visitor_id.startswith("anon-"))
+        )
+        facts, found, cdp = await self._segments(
+            live, visitor, profile, headers, time.time() if now is None else now
+        )
         forced = frozenset(s for s in segments if s)
         request = request_for(found | forced, query, facts.now, facts.visitor_id)
         route = ROUTES[operation.kind]
@@ -267,7 +330,9 @@ class DecisionService:
             "segments": sorted(found | forced),
             "segments_given": sorted(forced - found),
             "cdp_segments": sorted(cdp),
-            "tables": [{"table": t.id, "hit": t.hit, "rules": explain_table(t, request)} for t in tables],
+            "tables": [
+                {"table": t.id, "hit": t.hit, "rules": explain_table(t, request)} for t in tables
+            ],
             "original_query": query,
             "query": rewrite.query if hits else query,
             "kept_shopper_params": list(rewrite.kept),
@@ -300,8 +365,11 @@ class DecisionService:
             await self.flush()
 
 
-def build_decider(settings: Settings, profiles: ProfileStore, emit: Emit,
-                  http_client: httpx.AsyncClient | None = None) -> DecisionService:
+def build_decider(
+    settings: Settings,
+    profiles: ProfileStore,
+    emit: Emit,
+    http_client: httpx.AsyncClient | None = None,
+) -> DecisionService:
     """The lead's entry point: build, then `await start()` on startup and `await stop()` on shutdown."""
     return DecisionService(settings, profiles, emit, http_client)
-

@@ -60,8 +60,12 @@ class Version:
     diff: str
 
     def summary(self) -> dict[str, object]:
-        return {"version": self.version, "created_at": self.created_at, "author": self.author,
-                "comment": self.comment}
+        return {
+            "version": self.version,
+            "created_at": self.created_at,
+            "author": self.author,
+            "comment": self.comment,
+        }
 
 
 def source_hash(source: str) -> str:
@@ -69,8 +73,11 @@ def source_hash(source: str) -> str:
 
 
 def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        old_name, new_name))
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), old_name, new_name
+        )
+    )
 
 
 class VersionStore:
@@ -88,7 +95,9 @@ class VersionStore:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
-            exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (ORDERS_SOURCE,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = ?", (ORDERS_SOURCE,)
+            ).fetchone()
             if not exists:
                 conn.execute(ORDERS_FALLBACK)
         conn.close()
@@ -96,22 +105,34 @@ class VersionStore:
     def _version(self, row: sqlite3.Row | None) -> Version | None:
         if row is None:
             return None
-        return Version(row["version"], row["created_at"], row["author"], row["comment"], row["source"],
-                       row["diff"])
+        return Version(
+            row["version"],
+            row["created_at"],
+            row["author"],
+            row["comment"],
+            row["source"],
+            row["diff"],
+        )
 
     def latest(self) -> Version | None:
         conn = self._connect()
         try:
-            return self._version(conn.execute(
-                "SELECT * FROM decision_versions ORDER BY version DESC LIMIT 1").fetchone())
+            return self._version(
+                conn.execute(
+                    "SELECT * FROM decision_versions ORDER BY version DESC LIMIT 1"
+                ).fetchone()
+            )
         finally:
             conn.close()
 
     def get(self, version: int) -> Version | None:
         conn = self._connect()
         try:
-            return self._version(conn.execute(
-                "SELECT * FROM decision_versions WHERE version = ?", (version,)).fetchone())
+            return self._version(
+                conn.execute(
+                    "SELECT * FROM decision_versions WHERE version = ?", (version,)
+                ).fetchone()
+            )
         finally:
             conn.close()
 
@@ -119,8 +140,10 @@ class VersionStore:
         """Newest first, without sources (they can be large)."""
         conn = self._connect()
         try:
-            rows = conn.execute("SELECT version, created_at, author, comment, '' AS source, '' AS diff "
-                                "FROM decision_versions ORDER BY version DESC").fetchall()
+            rows = conn.execute(
+                "SELECT version, created_at, author, comment, '' AS source, '' AS diff "
+                "FROM decision_versions ORDER BY version DESC"
+            ).fetchall()
             return [v for v in map(self._version, rows) if v is not None]
         finally:
             conn.close()
@@ -129,8 +152,11 @@ class VersionStore:
         """Hash of the newest version this author published (to skip re-importing a file)."""
         conn = self._connect()
         try:
-            row = conn.execute("SELECT source_hash FROM decision_versions WHERE author = ? "
-                               "ORDER BY version DESC LIMIT 1", (author,)).fetchone()
+            row = conn.execute(
+                "SELECT source_hash FROM decision_versions WHERE author = ? "
+                "ORDER BY version DESC LIMIT 1",
+                (author,),
+            ).fetchone()
             return row[0] if row else None
         finally:
             conn.close()
@@ -141,14 +167,17 @@ class VersionStore:
         conn = self._connect()
         try:
             with conn:
-                prev = conn.execute("SELECT version, source FROM decision_versions "
-                                    "ORDER BY version DESC LIMIT 1").fetchone()
+                prev = conn.execute(
+                    "SELECT version, source FROM decision_versions ORDER BY version DESC LIMIT 1"
+                ).fetchone()
                 number = (prev["version"] + 1) if prev else 1
                 old = prev["source"] if prev else ""
                 old_name = f"v{prev['version']}" if prev else "empty"
                 diff = unified_diff(old, source, old_name, f"v{number}")
-                conn.execute("INSERT INTO decision_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (number, now, author, comment, source, source_hash(source), diff))
+                conn.execute(
+                    "INSERT INTO decision_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (number, now, author, comment, source, source_hash(source), diff),
+                )
             return Version(number, now, author, comment, source, diff)
         finally:
             conn.close()
@@ -157,7 +186,9 @@ class VersionStore:
         conn = self._connect()
         try:
             with conn:
-                conn.executemany("INSERT INTO decision_exposures VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                conn.executemany(
+                    "INSERT INTO decision_exposures VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                )
         finally:
             conn.close()
 

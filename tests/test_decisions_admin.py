@@ -44,7 +44,10 @@ def test_auth_missing_wrong_right_and_closed(tmp_path: Path) -> None:
     assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
     assert client.get("/tables", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert client.get("/tables", headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
-    assert client.post("/publish", content=EXAMPLE, headers={"Authorization": "Bearer x"}).status_code == 401
+    assert (
+        client.post("/publish", content=EXAMPLE, headers={"Authorization": "Bearer x"}).status_code
+        == 401
+    )
     assert client.get("/tables", headers=AUTH).status_code == 200
     closed, _ = client_for(tmp_path / "closed", token=None)
     assert closed.get("/tables", headers=AUTH).status_code == 503
@@ -53,7 +56,9 @@ def test_auth_missing_wrong_right_and_closed(tmp_path: Path) -> None:
 
 def test_publish_versions_diff_and_rollback(tmp_path: Path) -> None:
     client, service = client_for(tmp_path)
-    first = client.post("/publish", content=EXAMPLE, headers=AUTH | {"X-Author": "mia", "X-Comment": "launch"})
+    first = client.post(
+        "/publish", content=EXAMPLE, headers=AUTH | {"X-Author": "mia", "X-Comment": "launch"}
+    )
     assert first.status_code == 201
     assert first.json()["version"] == 1 and first.json()["author"] == "mia"
     assert service.version == 1
@@ -63,7 +68,11 @@ def test_publish_versions_diff_and_rollback(tmp_path: Path) -> None:
     assert "-        then:   { pin: [p-001, p-007, p-013" in second.json()["diff"]
     tables = client.get("/tables", headers=AUTH).json()
     assert tables["version"] == 2
-    assert [t["id"] for t in tables["tables"]] == ["featured-products", "audience-promotions", "category-order"]
+    assert [t["id"] for t in tables["tables"]] == [
+        "featured-products",
+        "audience-promotions",
+        "category-order",
+    ]
     one = client.get("/tables/featured-products", headers=AUTH).json()
     assert one["rules"][1]["then"]["pin"] == ["p-001", "p-007", "p-014", "p-021"]
     assert client.get("/tables/nope", headers=AUTH).status_code == 404
@@ -72,7 +81,9 @@ def test_publish_versions_diff_and_rollback(tmp_path: Path) -> None:
     versions = client.get("/versions", headers=AUTH).json()
     assert versions["live"] == 2
     assert [(v["version"], v["author"], v["comment"]) for v in versions["versions"]] == [
-        (2, "leo", ""), (1, "mia", "launch")]
+        (2, "leo", ""),
+        (1, "mia", "launch"),
+    ]
     v2 = client.get("/versions/2", headers=AUTH).json()
     assert v2["source"] == edited and v2["diff"] == second.json()["diff"]
     assert client.get("/versions/9", headers=AUTH).status_code == 404
@@ -89,15 +100,22 @@ def test_bad_publish_is_rejected_with_located_errors_and_old_version_stays(tmp_p
     client, service = client_for(tmp_path)
     assert client.post("/publish", content=EXAMPLE, headers=AUTH).status_code == 201
     live = service.live
-    bad = EXAMPLE.replace("then: { sortBy: \"!xp.popularity\" }", "then: { sortBy: \"!xp.popularity\", pageSize: 0 }")
+    bad = EXAMPLE.replace(
+        'then: { sortBy: "!xp.popularity" }', 'then: { sortBy: "!xp.popularity", pageSize: 0 }'
+    )
     assert bad != EXAMPLE
     answer = client.post("/publish", content=bad, headers=AUTH)
     assert answer.status_code == 422
     [error] = answer.json()["errors"]
     line = EXAMPLE.splitlines().index('        then: { sortBy: "!xp.popularity" }') + 1
-    assert error | {"text": ""} == {"table": "category-order", "rule": "watches-first", "field": "then.pageSize",
-                                    "line": line, "message": "Input should be greater than or equal to 1",
-                                    "text": ""}
+    assert error | {"text": ""} == {
+        "table": "category-order",
+        "rule": "watches-first",
+        "field": "then.pageSize",
+        "line": line,
+        "message": "Input should be greater than or equal to 1",
+        "text": "",
+    }
     assert service.live is live and service.version == 1
     assert [v["version"] for v in client.get("/versions", headers=AUTH).json()["versions"]] == [1]
 
@@ -105,28 +123,46 @@ def test_bad_publish_is_rejected_with_located_errors_and_old_version_stays(tmp_p
 def test_validate_is_a_dry_run(tmp_path: Path) -> None:
     client, service = client_for(tmp_path)
     ok = client.post("/validate", content=EXAMPLE, headers=AUTH)
-    assert ok.json() == {"ok": True, "tables": ["featured-products", "audience-promotions", "category-order"]}
-    bad = client.post("/validate", content="tables:\n  - id: t\n    applies_to: me/orders\n", headers=AUTH)
+    assert ok.json() == {
+        "ok": True,
+        "tables": ["featured-products", "audience-promotions", "category-order"],
+    }
+    bad = client.post(
+        "/validate", content="tables:\n  - id: t\n    applies_to: me/orders\n", headers=AUTH
+    )
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "applies_to"
-    assert service.version is None and client.get("/versions", headers=AUTH).json()["versions"] == []
+    assert (
+        service.version is None and client.get("/versions", headers=AUTH).json()["versions"] == []
+    )
 
 
 def test_explain_stats_and_openapi(tmp_path: Path) -> None:
     client, _ = client_for(tmp_path)
     client.post("/publish", content=EXAMPLE, headers=AUTH)
-    why = client.post("/explain", json={"visitor": "anon-x", "url": "/v1/me/products?page=1"}, headers=AUTH)
+    why = client.post(
+        "/explain", json={"visitor": "anon-x", "url": "/v1/me/products?page=1"}, headers=AUTH
+    )
     assert why.status_code == 200
     assert why.json()["segments"] == ["newcomer"]
-    assert why.json()["x_decision"] == "table=featured-products;rule=newcomer-picks;variant=default;version=1"
+    assert (
+        why.json()["x_decision"]
+        == "table=featured-products;rule=newcomer-picks;variant=default;version=1"
+    )
     assert client.post("/explain", content=b"nope", headers=AUTH).status_code == 400
     assert client.get("/stats", headers=AUTH).json()["publishes"] == 1
     doc = client.get("/openapi.json")
     assert doc.status_code == 200
-    assert {"/tables", "/publish", "/rollback/{version}", "/versions/{version}"} <= set(doc.json()["paths"])
+    assert {"/tables", "/publish", "/rollback/{version}", "/versions/{version}"} <= set(
+        doc.json()["paths"]
+    )
     assert "TableSet" in doc.json()["components"]["schemas"]
 
 
-@pytest.mark.parametrize("header", ["Bearer ", "Bearer  ", "bearer s3cret-admin-tokenX", "Bearer \u00e9"])
+@pytest.mark.parametrize(
+    "header", ["Bearer ", "Bearer  ", "bearer s3cret-admin-tokenX", "Bearer \u00e9"]
+)
 def test_odd_credentials_are_refused(tmp_path: Path, header: str) -> None:
     client, _ = client_for(tmp_path)
-    assert client.get("/tables", headers={"Authorization": header.encode("utf-8")}).status_code == 401
+    assert (
+        client.get("/tables", headers={"Authorization": header.encode("utf-8")}).status_code == 401
+    )

@@ -25,7 +25,8 @@ def cli(*argv: str) -> int:
 def test_committed_schema_is_the_generated_one() -> None:
     assert (ROOT / "decisions" / "schema.json").read_text() == json_schema(), (
         "regenerate: python -c 'from decisions.models import json_schema; "
-        "open(\"decisions/schema.json\", \"w\").write(json_schema())'")
+        'open("decisions/schema.json", "w").write(json_schema())\''
+    )
 
 
 def test_tables_schema_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
@@ -38,7 +39,9 @@ def test_tables_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert cli("tables", "validate", str(EXAMPLE)) == 0
     assert capsys.readouterr().out.startswith("ok: 3 table(s), 6 rule(s)")
     bad = tmp_path / "bad.yaml"
-    bad.write_text(EXAMPLE.read_text().replace("applies_to: me/promotions", "applies_to: me/orders"))
+    bad.write_text(
+        EXAMPLE.read_text().replace("applies_to: me/promotions", "applies_to: me/orders")
+    )
     assert cli("tables", "validate", str(bad)) == 1
     err = capsys.readouterr().err
     line = EXAMPLE.read_text().splitlines().index("    applies_to: me/promotions") + 1
@@ -46,22 +49,46 @@ def test_tables_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert cli("tables", "validate", str(tmp_path / "missing.yaml")) == 2
 
 
-def test_tables_explain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_tables_explain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("OCGW_STORE", str(tmp_path / "gw.db"))
-    code = cli("tables", "explain", "--tables", str(EXAMPLE), "--visitor", "acme-bo",
-               "--segments", "repeat-customer", "--header", "CF-IPCountry: GB", "/v1/me/products?page=1")
+    code = cli(
+        "tables",
+        "explain",
+        "--tables",
+        str(EXAMPLE),
+        "--visitor",
+        "acme-bo",
+        "--segments",
+        "repeat-customer",
+        "--header",
+        "CF-IPCountry: GB",
+        "/v1/me/products?page=1",
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["segments"] == ["newcomer", "repeat-customer"] and result["segments_given"] == ["repeat-customer"]
+    assert result["segments"] == ["newcomer", "repeat-customer"] and result["segments_given"] == [
+        "repeat-customer"
+    ]
     assert result["query"] == "page=1&categoryID=mens-watches&sortBy=!xp.popularity"
 
 
-def test_experiments_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_experiments_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("OCGW_STORE", str(tmp_path / "gw.db"))
     assert cli("experiments", "report") == 0
-    assert capsys.readouterr().out.split() == ["table", "rule", "variant", "exposures", "visitors", "converted",
-                                               "rate", "orders", "revenue"]
+    assert capsys.readouterr().out.split() == [
+        "table",
+        "rule",
+        "variant",
+        "exposures",
+        "visitors",
+        "converted",
+        "rate",
+        "orders",
+        "revenue",
+    ]
     assert cli("experiments", "report", "--json") == 0
     assert json.loads(capsys.readouterr().out) == []

@@ -6,8 +6,10 @@ import json
 
 from decisions.rewrite import Actions, encode, parse_query, reorder_for, rewrite_query
 
-SDK_QUERY = ("ID=a%7Cb%7Cc&xp.Color=!red&xp.Color=!blue&xp.Price=%3E10&Name=Bik*&IsX=false&search=bike"
-             "&searchOn=Name%2Cxp.Color&sortBy=!Name%2CID&page=2&pageSize=100&categoryID=c1&depth=all")
+SDK_QUERY = (
+    "ID=a%7Cb%7Cc&xp.Color=!red&xp.Color=!blue&xp.Price=%3E10&Name=Bik*&IsX=false&search=bike"
+    "&searchOn=Name%2Cxp.Color&sortBy=!Name%2CID&page=2&pageSize=100&categoryID=c1&depth=all"
+)
 
 
 def test_original_pairs_survive_byte_for_byte_in_order() -> None:
@@ -17,14 +19,22 @@ def test_original_pairs_survive_byte_for_byte_in_order() -> None:
 
 
 def test_shopper_keys_win_case_insensitively() -> None:
-    result = rewrite_query(SDK_QUERY, [Actions((("SORTBY", "x"), ("categoryid", "c2"), ("XP.COLOR", "green")))])
+    result = rewrite_query(
+        SDK_QUERY, [Actions((("SORTBY", "x"), ("categoryid", "c2"), ("XP.COLOR", "green")))]
+    )
     assert result.query == SDK_QUERY
     assert set(result.kept) == {"sortby", "categoryid", "xp.color"}
 
 
 def test_override_drops_only_the_overridden_pairs() -> None:
-    result = rewrite_query(SDK_QUERY, [Actions((("xp.Color", "green"), ("xp.Color", "!black")), override=True)])
-    assert result.query == SDK_QUERY.replace("&xp.Color=!red&xp.Color=!blue", "") + "&xp.Color=green&xp.Color=!black"
+    result = rewrite_query(
+        SDK_QUERY, [Actions((("xp.Color", "green"), ("xp.Color", "!black")), override=True)]
+    )
+    assert (
+        result.query
+        == SDK_QUERY.replace("&xp.Color=!red&xp.Color=!blue", "")
+        + "&xp.Color=green&xp.Color=!black"
+    )
 
 
 def test_encoding_matches_encode_uri_component() -> None:
@@ -51,11 +61,25 @@ def test_empty_and_odd_queries() -> None:
 
 
 def test_reorder_puts_pins_first_and_keeps_the_rest() -> None:
-    page = {"Meta": {"Page": 1, "TotalCount": 5, "Facets": []},
-            "Items": [{"ID": "x"}, {"ID": "p-3"}, {"ID": "y"}, {"ID": "p-1", "Name": "Montre é"}, "odd"]}
+    page = {
+        "Meta": {"Page": 1, "TotalCount": 5, "Facets": []},
+        "Items": [
+            {"ID": "x"},
+            {"ID": "p-3"},
+            {"ID": "y"},
+            {"ID": "p-1", "Name": "Montre é"},
+            "odd",
+        ],
+    }
     body = reorder_for(["p-1", "p-2", "p-3"])(json.dumps(page).encode())
     out = json.loads(body)
-    assert [i["ID"] if isinstance(i, dict) else i for i in out["Items"]] == ["p-1", "p-3", "x", "y", "odd"]
+    assert [i["ID"] if isinstance(i, dict) else i for i in out["Items"]] == [
+        "p-1",
+        "p-3",
+        "x",
+        "y",
+        "odd",
+    ]
     assert out["Meta"] == page["Meta"]
     assert "Montre é".encode() in body  # UTF-8, not \\u escapes
 

@@ -29,18 +29,31 @@ segments:
 """
 
 
-def run(rules_yaml: str, segments=(), query: str = "", now: float = T0, visitor: str | None = "v1",
-        hit: str = "first", extra_tables: str = "") -> tuple[list[Hit], str]:
-    text = SEGMENTS + textwrap.dedent(f"""
+def run(
+    rules_yaml: str,
+    segments=(),
+    query: str = "",
+    now: float = T0,
+    visitor: str | None = "v1",
+    hit: str = "first",
+    extra_tables: str = "",
+) -> tuple[list[Hit], str]:
+    text = (
+        SEGMENTS
+        + textwrap.dedent(f"""
     tables:
       - id: t
         applies_to: me/products
         hit: {hit}
         rules:
-    """) + textwrap.indent(textwrap.dedent(rules_yaml), "      ") + textwrap.indent(
-        textwrap.dedent(extra_tables), "  ")
+    """)
+        + textwrap.indent(textwrap.dedent(rules_yaml), "      ")
+        + textwrap.indent(textwrap.dedent(extra_tables), "  ")
+    )
     compiled = compile_document(validate(parse_text(text)), 1)
-    hits = evaluate(compiled.by_route["me/products"], request_for(frozenset(segments), query, now, visitor))
+    hits = evaluate(
+        compiled.by_route["me/products"], request_for(frozenset(segments), query, now, visitor)
+    )
     rewrite = rewrite_query(query, [h.actions for h in hits if h.actions])
     return hits, rewrite.query
 
@@ -50,6 +63,7 @@ def rule_ids(hits: list[Hit]) -> list[str]:
 
 
 # --- conditions -------------------------------------------------------------------------------
+
 
 def test_segment_any_all_not() -> None:
     rules = """
@@ -119,6 +133,7 @@ def test_weekday_and_hour() -> None:
 
 # --- actions ----------------------------------------------------------------------------------
 
+
 def test_each_action_is_appended_sdk_encoded() -> None:
     rules = """
     - id: all-actions
@@ -157,6 +172,7 @@ def test_explicit_parameter_wins_unless_override() -> None:
 
 
 # --- hit policies -----------------------------------------------------------------------------
+
 
 def test_first_hit_stops_at_first_match() -> None:
     rules = """
@@ -204,28 +220,34 @@ def test_collect_merges_all_matches() -> None:
 
 def test_collect_conflict_is_a_validation_error() -> None:
     with pytest.raises(ValidationFailed) as info:
-        run("""
+        run(
+            """
         - id: a
           then: { sortBy: Name }
         - id: b
           then: { sortBy: ID }
-        """, hit="collect")
+        """,
+            hit="collect",
+        )
     [error] = info.value.errors
     assert (error.table, error.rule, error.field) == ("t", "b", "then.sortBy")
     assert "conflicts with rule 'a'" in error.message
 
 
 def test_two_tables_on_one_route_first_table_wins_a_key() -> None:
-    hits, query = run("""
+    hits, query = run(
+        """
     - id: r1
       then: { sortBy: Name }
-    """, extra_tables="""
+    """,
+        extra_tables="""
     - id: t2
       applies_to: me/products
       rules:
         - id: r2
           then: { sortBy: ID, pageSize: 7 }
-    """)
+    """,
+    )
     assert rule_ids(hits) == ["r1", "r2"]
     assert query == "sortBy=Name&pageSize=7"
 
@@ -262,12 +284,16 @@ def test_split_is_sticky_and_control_leaves_query_unchanged() -> None:
 
 def test_split_bucket_is_a_plain_sha256_of_table_rule_visitor() -> None:
     # Same answer on every replica and after restarts: nothing but the ids go into the hash.
-    digest = hashlib.sha256("t\x1fexp\x1fvisitor-42".encode()).digest()
+    digest = hashlib.sha256(b"t\x1fexp\x1fvisitor-42").digest()
     assert bucket("visitor-42", "t", "exp") == int.from_bytes(digest[:8], "big") / 2**64
 
 
 def test_split_proportions_over_10000_visitors() -> None:
-    compiled = compile_document(validate(parse_text(SEGMENTS + textwrap.dedent("""
+    compiled = compile_document(
+        validate(
+            parse_text(
+                SEGMENTS
+                + textwrap.dedent("""
     tables:
       - id: t
         applies_to: me/products
@@ -275,7 +301,11 @@ def test_split_proportions_over_10000_visitors() -> None:
           - id: exp
             then: { pageSize: 12 }
             split: { treatment: 30, control: 70 }
-    """))), 1)
+    """)
+            )
+        ),
+        1,
+    )
     tables = compiled.by_route["me/products"]
     treated = sum(
         evaluate(tables, request_for(frozenset(), "", T0, f"visitor-{i}"))[0].variant == "treatment"
@@ -290,30 +320,72 @@ def test_split_rule_is_skipped_without_a_visitor_id() -> None:
 
 # --- local segments ---------------------------------------------------------------------------
 
+
 def seg(**definition: object):
     return compile_segment(SegmentDef.model_validate(definition))
 
 
 def test_local_segment_conditions() -> None:
-    profile = Profile("acme-u1", anonymous=False, buyer_id="acme", orders=3, spent=620.0,
-                      viewed_products=["p-1"], viewed_categories=["mens-watches"], cart_products=["p-9"],
-                      cart_value=80.0, first_seen=T0 - 10 * 86400, last_seen=T0 - 86400,
-                      language="en-GB", currency="gbp")
+    profile = Profile(
+        "acme-u1",
+        anonymous=False,
+        buyer_id="acme",
+        orders=3,
+        spent=620.0,
+        viewed_products=["p-1"],
+        viewed_categories=["mens-watches"],
+        cart_products=["p-9"],
+        cart_value=80.0,
+        first_seen=T0 - 10 * 86400,
+        last_seen=T0 - 86400,
+        language="en-GB",
+        currency="gbp",
+    )
     visitor = Visitor("acme-u1", anonymous=False, buyer_id="acme")
-    headers = {"user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148",
-               "cf-ipcountry": "gb", "x-channel": "App"}
+    headers = {
+        "user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148",
+        "cf-ipcountry": "gb",
+        "x-channel": "App",
+    }
     facts = facts_for(visitor, profile, headers, T0)
     cdp = frozenset({"vip"})
-    yes = [seg(anonymous=False), seg(buyer=["acme", "globex"]), seg(orders={"min": 2}), seg(orders=3),
-           seg(spent={"min": 500, "max": 1000}), seg(viewed_category="mens-watches"), seg(viewed_product=["p-1"]),
-           seg(cart_contains="p-9"), seg(cart_value={"min": 50}), seg(first_seen_days={"min": 7}),
-           seg(last_seen_days={"max": 2}), seg(locale="en"), seg(currency="GBP"), seg(channel="app"),
-           seg(device="mobile"), seg(country=["GB", "IE"]), seg(weekday=["wed"]), seg(hour={"min": 12, "max": 13}),
-           seg(cdp="VIP"), seg(orders={"min": 1}, cdp="vip")]
-    no = [seg(anonymous=True), seg(buyer="globex"), seg(orders=0), seg(spent={"max": 100}),
-          seg(viewed_category="jewellery"), seg(cart_contains="p-1"), seg(first_seen_days={"max": 1}),
-          seg(locale="fr"), seg(currency="EUR"), seg(device="desktop"), seg(country="US"), seg(cdp="gold"),
-          seg(orders={"min": 1}, cdp="gold")]
+    yes = [
+        seg(anonymous=False),
+        seg(buyer=["acme", "globex"]),
+        seg(orders={"min": 2}),
+        seg(orders=3),
+        seg(spent={"min": 500, "max": 1000}),
+        seg(viewed_category="mens-watches"),
+        seg(viewed_product=["p-1"]),
+        seg(cart_contains="p-9"),
+        seg(cart_value={"min": 50}),
+        seg(first_seen_days={"min": 7}),
+        seg(last_seen_days={"max": 2}),
+        seg(locale="en"),
+        seg(currency="GBP"),
+        seg(channel="app"),
+        seg(device="mobile"),
+        seg(country=["GB", "IE"]),
+        seg(weekday=["wed"]),
+        seg(hour={"min": 12, "max": 13}),
+        seg(cdp="VIP"),
+        seg(orders={"min": 1}, cdp="vip"),
+    ]
+    no = [
+        seg(anonymous=True),
+        seg(buyer="globex"),
+        seg(orders=0),
+        seg(spent={"max": 100}),
+        seg(viewed_category="jewellery"),
+        seg(cart_contains="p-1"),
+        seg(first_seen_days={"max": 1}),
+        seg(locale="fr"),
+        seg(currency="EUR"),
+        seg(device="desktop"),
+        seg(country="US"),
+        seg(cdp="gold"),
+        seg(orders={"min": 1}, cdp="gold"),
+    ]
     assert [t(facts, cdp) for t in yes] == [True] * len(yes)
     assert [t(facts, cdp) for t in no] == [False] * len(no)
     assert segments_of({"x": yes[0], "y": no[0]}, facts, cdp) == {"x"}
@@ -334,6 +406,7 @@ def test_device_from_user_agent() -> None:
 
 # --- validation ---------------------------------------------------------------------------------
 
+
 def test_validation_errors_name_table_rule_field_and_line() -> None:
     text = textwrap.dedent("""\
     segments:
@@ -353,19 +426,33 @@ def test_validation_errors_name_table_rule_field_and_line() -> None:
         validate(parse_text(text, "tables.yaml"))
     [error] = info.value.errors
     assert (error.table, error.rule, error.field, error.file, error.line) == (
-        "featured", "r1", "then.pageSize", "tables.yaml", 9)
+        "featured",
+        "r1",
+        "then.pageSize",
+        "tables.yaml",
+        9,
+    )
     assert str(error).startswith("tables.yaml:9: table featured, rule r1, field then.pageSize:")
     with pytest.raises(ValidationFailed) as info:
         validate(parse_text(text.replace("500", "50"), "tables.yaml"))
     [error] = info.value.errors
     assert (error.rule, error.field, error.line, error.message) == (
-        "r2", "when.segment", 11, "unknown segment 'nobody'")
+        "r2",
+        "when.segment",
+        11,
+        "unknown segment 'nobody'",
+    )
 
 
 def test_validation_of_segments_missing_fields_and_yaml_syntax() -> None:
     with pytest.raises(ValidationFailed) as info:
-        validate(parse_text("segments:\n  x: { orders: many }\ntables:\n  - id: t\n    applies_to: me/products\n"
-                            "    rules:\n      - id: r\n        when: { segment: x }\n", "f.yaml"))
+        validate(
+            parse_text(
+                "segments:\n  x: { orders: many }\ntables:\n  - id: t\n    applies_to: me/products\n"
+                "    rules:\n      - id: r\n        when: { segment: x }\n",
+                "f.yaml",
+            )
+        )
     found = {(e.segment, e.table, e.rule, e.field, e.line) for e in info.value.errors}
     assert (None, "t", "r", "then", 7) in found  # the missing field is named, at its rule's line
     assert ("x", None, None, "orders", 2) in found
@@ -404,18 +491,25 @@ def test_folder_is_merged_and_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "a-segments.yaml").write_text("segments:\n  newcomer: { orders: 0 }\n")
     (tmp_path / "b-products.yaml").write_text(
         "tables:\n  - id: p\n    applies_to: me/products\n    rules:\n"
-        "      - id: r\n        when: { segment: newcomer }\n        then: { pin: [x] }\n")
+        "      - id: r\n        when: { segment: newcomer }\n        then: { pin: [x] }\n"
+    )
     (tmp_path / "c-promos.yml").write_text(
         "tables:\n  - id: q\n    applies_to: me/promotions\n    rules:\n"
-        "      - id: r\n        then: { pageSize: 0 }\n")
+        "      - id: r\n        then: { pageSize: 0 }\n"
+    )
     with pytest.raises(ValidationFailed) as info:
         validate(read_source(tmp_path)[1])
     [error] = info.value.errors
-    assert (error.file, error.line, error.table, error.field) == (str(tmp_path / "c-promos.yml"), 6, "q",
-                                                                 "then.pageSize")
+    assert (error.file, error.line, error.table, error.field) == (
+        str(tmp_path / "c-promos.yml"),
+        6,
+        "q",
+        "then.pageSize",
+    )
     (tmp_path / "c-promos.yml").write_text(
         "tables:\n  - id: q\n    applies_to: me/promotions\n    rules:\n"
-        "      - id: r\n        then: { pageSize: 5 }\n")
+        "      - id: r\n        then: { pageSize: 5 }\n"
+    )
     source, parsed = read_source(tmp_path)
     document = validate(parsed)
     assert [t.id for t in document.tables] == ["p", "q"] and "newcomer" in document.segments
@@ -423,5 +517,11 @@ def test_folder_is_merged_and_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_the_demo_tables_are_valid() -> None:
-    document = validate(read_source(Path(__file__).parent.parent / "examples" / "decisions.yaml")[1])
-    assert {t.applies_to for t in document.tables} == {"me/products", "me/promotions", "me/categories"}
+    document = validate(
+        read_source(Path(__file__).parent.parent / "examples" / "decisions.yaml")[1]
+    )
+    assert {t.applies_to for t in document.tables} == {
+        "me/products",
+        "me/promotions",
+        "me/categories",
+    }

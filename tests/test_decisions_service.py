@@ -51,15 +51,31 @@ class Events(list):
         self.append(event)
 
 
-REPEAT = Profile("acme-ann", anonymous=False, buyer_id="acme", orders=3, spent=900.0, browser_id="bid-ann")
+REPEAT = Profile(
+    "acme-ann", anonymous=False, buyer_id="acme", orders=3, spent=900.0, browser_id="bid-ann"
+)
 NEWCOMER = Profile("anon-o1", anonymous=True)
 
 
-def call(path: str, query: str = "", visitor: Visitor | None = None, method: str = "GET",
-         headers: dict[str, str] | None = None, at: float | None = None) -> Call:
-    return Call(operation=recognise(method, path), method=method, path=path, query=query,
-                headers=Headers(headers or {}), client="127.0.0.1", token="secret-token", visitor=visitor,
-                received_at=time.time() if at is None else at)
+def call(
+    path: str,
+    query: str = "",
+    visitor: Visitor | None = None,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    at: float | None = None,
+) -> Call:
+    return Call(
+        operation=recognise(method, path),
+        method=method,
+        path=path,
+        query=query,
+        headers=Headers(headers or {}),
+        client="127.0.0.1",
+        token="secret-token",
+        visitor=visitor,
+        received_at=time.time() if at is None else at,
+    )
 
 
 def ann() -> Visitor:
@@ -74,10 +90,16 @@ def settings(tmp_path: Path, **extra: Any) -> Settings:
     return Settings(store=tmp_path / "gw.db", **extra)
 
 
-async def started(tmp_path: Path, profiles: Profiles | None = None, emit: Events | None = None,
-                  **extra: Any) -> DecisionService:
-    service = DecisionService(settings(tmp_path, **extra), profiles or Profiles(REPEAT, NEWCOMER),
-                              emit if emit is not None else Events(), watch_interval=0.02, flush_interval=0.02)
+async def started(
+    tmp_path: Path, profiles: Profiles | None = None, emit: Events | None = None, **extra: Any
+) -> DecisionService:
+    service = DecisionService(
+        settings(tmp_path, **extra),
+        profiles or Profiles(REPEAT, NEWCOMER),
+        emit if emit is not None else Events(),
+        watch_interval=0.02,
+        flush_interval=0.02,
+    )
     await service.start()
     return service
 
@@ -93,7 +115,9 @@ async def test_repeat_customer_and_newcomer_get_different_lists(tmp_path: Path) 
         await service.stop()
     assert ann_products and new_products and ann_promos and new_promos
     assert ann_products.query == "page=1&categoryID=mens-watches&sortBy=!xp.popularity"
-    assert ann_products.header == "table=featured-products;rule=vip-watches;variant=default;version=1"
+    assert (
+        ann_products.header == "table=featured-products;rule=vip-watches;variant=default;version=1"
+    )
     assert ann_products.reorder is None
     assert new_products.query == "page=1&ID=p-001%7Cp-007%7Cp-013%7Cp-021"
     assert new_products.reorder is not None
@@ -107,7 +131,9 @@ async def test_only_get_list_calls_are_decided(tmp_path: Path) -> None:
     try:
         assert await service.decide(call("/v1/me/products/p-001", "", ann())) is None
         assert await service.decide(call("/v1/cart/lineitems", "", ann(), method="POST")) is None
-        assert await service.decide(call("/v1/me/products", "search=watch", ann())) is None  # unless: search
+        assert (
+            await service.decide(call("/v1/me/products", "search=watch", ann())) is None
+        )  # unless: search
     finally:
         await service.stop()
     assert service.stats["no_match"] == 1
@@ -140,21 +166,37 @@ async def test_exposures_are_emitted_stored_and_reported(tmp_path: Path) -> None
             await asyncio.sleep(0.01)
     finally:
         await service.stop()
-    assert events[0] == {"type": "decision.exposed", "visitor_id": "acme-ann", "table": "featured-products",
-                         "rule": "vip-watches", "variant": "default", "version": 1, "route": "me/products",
-                         "at": t0}
+    assert events[0] == {
+        "type": "decision.exposed",
+        "visitor_id": "acme-ann",
+        "table": "featured-products",
+        "rule": "vip-watches",
+        "variant": "default",
+        "version": 1,
+        "route": "me/products",
+        "at": t0,
+    }
     assert "secret-token" not in json.dumps(events)
     store = service.store
     conn = store._connect()
     with conn:  # the tracker's orders: one before the exposure (not counted), two after
-        conn.executemany("INSERT INTO decision_orders VALUES (?, ?, ?, ?)", [
-            ("acme-ann", "o-0", 50.0, t0 - 10), ("acme-ann", "o-1", 120.5, t0 + 5),
-            ("acme-ann", "o-2", 30.0, t0 + 6)])
+        conn.executemany(
+            "INSERT INTO decision_orders VALUES (?, ?, ?, ?)",
+            [
+                ("acme-ann", "o-0", 50.0, t0 - 10),
+                ("acme-ann", "o-1", 120.5, t0 + 5),
+                ("acme-ann", "o-2", 30.0, t0 + 6),
+            ],
+        )
     conn.close()
     by_rule = {r["rule_id"]: r for r in report(store)}
-    assert (by_rule["vip-watches"]["exposures"], by_rule["vip-watches"]["visitors"],
-            by_rule["vip-watches"]["converted"], by_rule["vip-watches"]["orders"],
-            by_rule["vip-watches"]["revenue"]) == (2, 1, 1, 2, 150.5)
+    assert (
+        by_rule["vip-watches"]["exposures"],
+        by_rule["vip-watches"]["visitors"],
+        by_rule["vip-watches"]["converted"],
+        by_rule["vip-watches"]["orders"],
+        by_rule["vip-watches"]["revenue"],
+    ) == (2, 1, 1, 2, 150.5)
     assert (by_rule["newcomer-picks"]["converted"], by_rule["newcomer-picks"]["revenue"]) == (0, 0)
 
 
@@ -177,13 +219,26 @@ tables:
 """
 
 
-async def cdp_service(tmp_path: Path, client: httpx.AsyncClient, timeout_ms: int = 150) -> DecisionService:
+async def cdp_service(
+    tmp_path: Path, client: httpx.AsyncClient, timeout_ms: int = 150
+) -> DecisionService:
     (tmp_path / "t.yaml").write_text(CDP_TABLES)
     service = DecisionService(
-        settings(tmp_path, decisions=tmp_path / "t.yaml", cdp_url=CDP, cdp_client_key="ck", cdp_pos="shop",
-                 personalize_flow="segments_flow", personalize_timeout_ms=timeout_ms,
-                 personalize_segments_path="data.segments"),
-        Profiles(REPEAT), Events(), http_client=client, watch_interval=5)
+        settings(
+            tmp_path,
+            decisions=tmp_path / "t.yaml",
+            cdp_url=CDP,
+            cdp_client_key="ck",
+            cdp_pos="shop",
+            personalize_flow="segments_flow",
+            personalize_timeout_ms=timeout_ms,
+            personalize_segments_path="data.segments",
+        ),
+        Profiles(REPEAT),
+        Events(),
+        http_client=client,
+        watch_interval=5,
+    )
     await service.start()
     return service
 
@@ -191,7 +246,9 @@ async def cdp_service(tmp_path: Path, client: httpx.AsyncClient, timeout_ms: int
 async def test_cdp_segments_are_used_and_cached(tmp_path: Path) -> None:
     async with httpx.AsyncClient() as client:
         with respx.mock(assert_all_mocked=True) as mock:
-            route = mock.post(f"{CDP}/v2/callFlows").respond(json={"data": {"segments": [{"name": "VIP"}]}})
+            route = mock.post(f"{CDP}/v2/callFlows").respond(
+                json={"data": {"segments": [{"name": "VIP"}]}}
+            )
             service = await cdp_service(tmp_path, client)
             try:
                 first = await service.decide(call("/v1/me/products", "", ann()))
@@ -201,8 +258,15 @@ async def test_cdp_segments_are_used_and_cached(tmp_path: Path) -> None:
     assert first and first.query == "xp.sale=true" and second and second.query == "xp.sale=true"
     assert route.call_count == 1
     sent = json.loads(route.calls[0].request.content)
-    assert sent == {"clientKey": "ck", "channel": "WEB", "language": "en", "pointOfSale": "shop",
-                    "friendlyId": "segments_flow", "browserId": "bid-ann", "params": {}}
+    assert sent == {
+        "clientKey": "ck",
+        "channel": "WEB",
+        "language": "en",
+        "pointOfSale": "shop",
+        "friendlyId": "segments_flow",
+        "browserId": "bid-ann",
+        "params": {},
+    }
 
 
 async def test_slow_cdp_falls_back_to_local_segments_within_budget(tmp_path: Path) -> None:
@@ -236,7 +300,9 @@ async def test_failing_cdp_falls_back_to_local_segments(tmp_path: Path) -> None:
             finally:
                 await service.stop()
     assert first and first.query == "pageSize=5" and second and second.query == "pageSize=5"
-    assert service.stats["cdp_errors"] == 1 and route.call_count == 1  # failures are remembered briefly
+    assert (
+        service.stats["cdp_errors"] == 1 and route.call_count == 1
+    )  # failures are remembered briefly
 
 
 def test_browser_id_from_cookie_or_header() -> None:
@@ -247,6 +313,7 @@ def test_browser_id_from_cookie_or_header() -> None:
 
 
 # --- hot reload, versions -----------------------------------------------------------------------
+
 
 async def wait_for(predicate, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
@@ -270,9 +337,18 @@ async def test_hot_reload_of_good_and_bad_files(tmp_path: Path) -> None:
         await wait_for(lambda: service.stats["reload_errors"] == 1)
         assert service.live is good and service.version == 2
         [error] = service.last_errors
-        assert (error.table, error.rule, error.field) == ("featured-products", "vip-sale", "then.pageSize")
-        assert error.line == EXAMPLE.read_text().splitlines().index(
-            "        then:   { filters: { xp.sale: true }, pageSize: 12 }") + 1
+        assert (error.table, error.rule, error.field) == (
+            "featured-products",
+            "vip-sale",
+            "then.pageSize",
+        )
+        assert (
+            error.line
+            == EXAMPLE.read_text()
+            .splitlines()
+            .index("        then:   { filters: { xp.sale: true }, pageSize: 12 }")
+            + 1
+        )
         decision = await service.decide(call("/v1/me/products", "", newcomer()))
         assert decision is not None and "version=2" in decision.header
     finally:
@@ -283,7 +359,9 @@ async def test_restart_keeps_newest_version_and_imports_only_changed_files(tmp_p
     tables = tmp_path / "tables.yaml"
     shutil.copy(EXAMPLE, tables)
     service = await started(tmp_path, decisions=tables)
-    await service.publish(EXAMPLE.read_text().replace("p-021", "p-022"), "marketer@example.com", "swap pin")
+    await service.publish(
+        EXAMPLE.read_text().replace("p-021", "p-022"), "marketer@example.com", "swap pin"
+    )
     await service.stop()
     again = await started(tmp_path, decisions=tables)  # same file: the admin's v2 stays live
     await again.stop()
@@ -302,12 +380,18 @@ async def test_publish_rejects_bad_documents_and_rollback_republishes(tmp_path: 
         v1 = await service.publish(EXAMPLE.read_text(), "a")
         v2 = await service.publish(EXAMPLE.read_text().replace("p-001", "p-002"), "b")
         assert "-        then:   { pin: [p-001, p-007" in v2.diff
-        assert "+        then:   { pin: [p-002, p-007" in v2.diff and v2.diff.startswith("--- v1\n+++ v2\n")
+        assert "+        then:   { pin: [p-002, p-007" in v2.diff and v2.diff.startswith(
+            "--- v1\n+++ v2\n"
+        )
         with pytest.raises(ValidationFailed):
             await service.publish("tables: [oops", "c")
         assert service.version == 2
         v3 = await service.rollback(v1.version, "c")
-        assert v3 is not None and v3.version == 3 and service.store.get(3).source == EXAMPLE.read_text()
+        assert (
+            v3 is not None
+            and v3.version == 3
+            and service.store.get(3).source == EXAMPLE.read_text()
+        )
         assert await service.rollback(99, "c") is None
         assert [v.version for v in await service.list_versions()] == [3, 2, 1]
     finally:
@@ -318,14 +402,24 @@ async def test_explain_names_segments_and_failed_conditions(tmp_path: Path) -> N
     service = await started(tmp_path, decisions=EXAMPLE)
     try:
         result = await service.explain("acme-ann", "/v1/me/products?categoryID=x&page=1")
-        forced = await service.explain("anon-zz", "https://shop/v1/me/promotions", segments=["repeat-customer"])
+        forced = await service.explain(
+            "anon-zz", "https://shop/v1/me/promotions", segments=["repeat-customer"]
+        )
         wrong = await service.explain("anon-zz", "/v1/me/orders")
     finally:
         await service.stop()
     assert result["segments"] == ["big-spender", "repeat-customer"]
     rules = result["tables"][0]["rules"]
-    assert rules[0] == {"rule": "vip-watches", "matched": False, "chosen": False, "failed": "unless"}
+    assert rules[0] == {
+        "rule": "vip-watches",
+        "matched": False,
+        "chosen": False,
+        "failed": "unless",
+    }
     assert result["query"] == "categoryID=x&page=1"
     assert forced["segments_given"] == ["repeat-customer"]
-    assert forced["x_decision"] == "table=audience-promotions;rule=repeat-offers;variant=default;version=1"
+    assert (
+        forced["x_decision"]
+        == "table=audience-promotions;rule=repeat-offers;variant=default;version=1"
+    )
     assert "error" in wrong
