@@ -105,7 +105,7 @@ class Sink:
         return response
 
     def json(self) -> list[Any]:
-        return [json.loads(b) for b in self.bodies]
+        return [json.loads(b) for b in self.bodies if b]
 
 
 def client_for(routes: dict[str, Sink]) -> httpx.AsyncClient:

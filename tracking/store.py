@@ -72,6 +72,8 @@ class Store:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in the next group commit; return once it is committed."""
+        if self._thread is None:
+            raise RuntimeError("tracking store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((fn, future, loop))
