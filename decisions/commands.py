@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -20,7 +21,7 @@ from decisions.experiments import format_report, report
 from decisions.loader import parse_text, read_source
 from decisions.models import json_schema
 from decisions.service import DecisionService
-from decisions.store import VersionStore
+from decisions.store import Version, VersionStore
 from gateway.settings import ConfigError, Settings, load_settings
 from tracking.profiles import Profile, ProfileStore
 
@@ -114,16 +115,14 @@ def explain_command(args: argparse.Namespace, profiles_factory: ProfilesFactory 
     async def run() -> dict[str, Any]:
         service = DecisionService(settings, profiles, _discard)
         try:
-            source = args.tables or (None if settings.store.exists() else settings.decisions)
-            if source is not None:
-                _, parsed = read_source(source)
+            # The live version is the newest stored one; without a store, the tables file.
+            latest = None if args.tables else await asyncio.to_thread(_latest, settings.store)
+            if latest is not None:
+                document = validate(parse_text(latest.source))
+                service.live = compile_document(document, latest.version)
+            elif args.tables or settings.decisions:
+                _, parsed = read_source(args.tables or settings.decisions)
                 service.live = compile_document(validate(parsed), 0)
-            else:
-                latest = await asyncio.to_thread(VersionStore(settings.store).latest)
-                if latest is not None:
-                    service.live = compile_document(
-                        validate(parse_text(latest.source)), latest.version
-                    )
             return await service.explain(args.visitor, args.url, segments, headers, now)
         finally:
             await service.stop()
@@ -136,6 +135,16 @@ def explain_command(args: argparse.Namespace, profiles_factory: ProfilesFactory 
         return 1
     print(json.dumps(result, indent=2))
     return 1 if "error" in result else 0
+
+
+def _latest(path: Path) -> Version | None:
+    """The newest stored version, without creating a store that is not there."""
+    if not path.exists():
+        return None
+    try:
+        return VersionStore(path).latest()
+    except sqlite3.Error:  # a store the gateway has not initialised yet
+        return None
 
 
 async def _discard(event: dict[str, Any]) -> None:

@@ -92,3 +92,19 @@ def test_experiments_report(
     ]
     assert cli("experiments", "report", "--json") == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_tables_explain_uses_the_newest_stored_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from decisions.store import VersionStore
+
+    store = VersionStore(tmp_path / "gw.db")
+    store.open()
+    store.add(EXAMPLE.read_text().replace("p-007", "p-008"), "admin")
+    monkeypatch.setenv("OCGW_STORE", str(tmp_path / "gw.db"))
+    monkeypatch.setenv("OCGW_DECISIONS", str(EXAMPLE))
+    assert cli("tables", "explain", "--visitor", "anon-o9", "/v1/me/products") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["version"] == 1 and result["pin"] == ["p-001", "p-008", "p-013", "p-021"]
+    assert cli("tables", "explain", "/v1/me/orders") == 1
