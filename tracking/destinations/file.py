@@ -28,7 +28,11 @@ class FileDestination:
 
     def _append(self, text: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(self.path, "a+b") as handle:
+            if handle.tell() > 0:  # a kill mid-write leaves a partial line: never glue onto it
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    text = "\n" + text
+            handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
