@@ -43,11 +43,7 @@ def _authorized(settings: Settings, request: Request) -> Response | None:
 
 def _guard(settings: Settings, handler: Handler) -> Handler:
     async def guarded(request: Request) -> Response:
-        try:
-            refusal = _authorized(settings, request)
-        except Exception:  # anything odd about the credentials is a refusal
-            refusal = JSONResponse({"error": "unauthorized"}, status_code=401)
-        return refusal or await handler(request)
+        return _authorized(settings, request) or await handler(request)
 
     return guarded
 

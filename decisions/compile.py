@@ -8,9 +8,10 @@ query pairs, split weights become cumulative shares, and collect conflicts are r
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from operator import attrgetter
 from typing import Any
 
 from pydantic import ValidationError
@@ -236,40 +237,73 @@ def _many(value: str | list[str] | None) -> frozenset[str]:
     return frozenset([value] if isinstance(value, str) else value)
 
 
+def _overlaps(get: Callable[[Request], frozenset[str]], wanted: frozenset[str]) -> Check:
+    return lambda q: not wanted.isdisjoint(get(q))
+
+
+def _none_of(get: Callable[[Request], frozenset[str]], unwanted: frozenset[str]) -> Check:
+    return lambda q: unwanted.isdisjoint(get(q))
+
+
+def _subset(wanted: frozenset[str]) -> Check:
+    return lambda q: wanted <= q.segments
+
+
+def _equals(wanted: tuple[tuple[str, str], ...]) -> Check:
+    if len(wanted) == 1:
+        ((key, value),) = wanted
+        return lambda q: value in q.values.get(key, ())
+    return lambda q: all(v in q.values.get(k, ()) for k, v in wanted)
+
+
+def _not_before(moment: float) -> Check:
+    return lambda q: q.now >= moment
+
+
+def _before(moment: float) -> Check:
+    return lambda q: q.now < moment
+
+
+def _on_days(days: frozenset[int]) -> Check:
+    return lambda q: q.weekday in days
+
+
+def _in_hours(ok: Callable[[int], bool]) -> Check:
+    return lambda q: ok(q.hour)
+
+
+_SEGMENTS = attrgetter("segments")
+_KEYS = attrgetter("keys")
+
+
 def _checks(when: When) -> list[tuple[str, Check]]:
+    """(condition name, test) for each condition given; the names are what explain reports."""
     checks: list[tuple[str, Check]] = []
     if when.segment is not None:
-        any_of = _many(when.segment)
-        checks.append(("segment", lambda q, s=any_of: not s.isdisjoint(q.segments)))
+        checks.append(("segment", _overlaps(_SEGMENTS, _many(when.segment))))
     if when.all:
-        checks.append(("all", lambda q, s=frozenset(when.all): s <= q.segments))
+        checks.append(("all", _subset(frozenset(when.all))))
     if when.not_ is not None:
-        checks.append(("not", lambda q, s=_many(when.not_): s.isdisjoint(q.segments)))
+        checks.append(("not", _none_of(_SEGMENTS, _many(when.not_))))
     if when.param is not None:
-        keys = frozenset(k.lower() for k in _many(when.param))
-        checks.append(("param", lambda q, s=keys: not s.isdisjoint(q.keys)))
+        checks.append(("param", _overlaps(_KEYS, frozenset(k.lower() for k in _many(when.param)))))
     if when.absent is not None:
-        keys = frozenset(k.lower() for k in _many(when.absent))
-        checks.append(("absent", lambda q, s=keys: s.isdisjoint(q.keys)))
+        checks.append(("absent", _none_of(_KEYS, frozenset(k.lower() for k in _many(when.absent)))))
     if when.equals:
-        wanted = tuple((k.lower(), v) for k, v in when.equals.items())
-        if len(wanted) == 1:
-            ((key, val),) = wanted
-            checks.append(("equals", lambda q, k=key, v=val: v in q.values.get(k, ())))
-        else:
-            checks.append(
-                ("equals", lambda q, w=wanted: all(v in q.values.get(k, ()) for k, v in w))
-            )
+        checks.append(("equals", _equals(tuple((k.lower(), v) for k, v in when.equals.items()))))
     if when.from_ is not None:
-        checks.append(("from", lambda q, t=_epoch(when.from_): q.now >= t))
+        checks.append(("from", _not_before(_epoch(when.from_))))
     if when.until is not None:
-        checks.append(("until", lambda q, t=_epoch(when.until): q.now < t))
+        checks.append(("until", _before(_epoch(when.until))))
     if when.weekday is not None:
-        days = frozenset(WEEKDAYS.index(d) for d in when.weekday)
-        checks.append(("weekday", lambda q, s=days: q.weekday in s))
+        checks.append(("weekday", _on_days(frozenset(WEEKDAYS.index(d) for d in when.weekday))))
     if when.hour is not None:
-        checks.append(("hour", lambda q, ok=hour_test(when.hour): ok(q.hour)))
+        checks.append(("hour", _in_hours(hour_test(when.hour))))
     return checks
+
+
+def _negated(check: Check) -> Check:
+    return lambda q: not check(q)
 
 
 def _fuse(checks: list[Check]) -> Check | None:
@@ -288,8 +322,9 @@ def _fuse(checks: list[Check]) -> Check | None:
 def _compile_rule(table: Table, rule: Rule, rid: str, order: int) -> CompiledRule:
     checks = _checks(rule.when) if rule.when else []
     if rule.unless is not None:
-        inner = [c for _, c in _checks(rule.unless)]
-        checks.append(("unless", lambda q, cs=tuple(inner): not all(c(q) for c in cs)))
+        inner = _fuse([c for _, c in _checks(rule.unless)])
+        if inner is not None:  # an empty `unless` never skips the rule
+            checks.append(("unless", _negated(inner)))
     split = None
     if rule.split:
         total = sum(rule.split.values())

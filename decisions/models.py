@@ -121,6 +121,9 @@ class Then(_Strict):
     def _sane(self) -> Then:
         if not (self.model_fields_set - {"override"}):
             raise ValueError("then needs at least one action")
+        for item in self.pin or []:
+            if not item or "|" in item:
+                raise ValueError(f"pin ID {item!r}: IDs must be non-empty and contain no '|'")
         for key in self.filters or {}:
             if key.lower() in RESERVED_FILTER_KEYS:
                 raise ValueError(f"filter {key!r} is not a filter: use the action (pin for ID)")

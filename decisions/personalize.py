@@ -94,7 +94,7 @@ class Personalize:
             )
             response.raise_for_status()
             names = segment_names(response.json(), self.settings.personalize_segments_path)
-        except Exception as exc:  # CDP down, slow, or answering nonsense: fall back to local
+        except Exception as exc:  # noqa: BLE001 - CDP down or answering nonsense: local segments
             self.stats["cdp_errors"] += 1
             self.failed[visitor_id] = True
             log.warning("personalize: flow call failed for a visitor: %s", type(exc).__name__)

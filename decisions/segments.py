@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import attrgetter
+from typing import Any
 
 from decisions.models import HourRange, Range, SegmentDef
 from gateway.identity import Visitor
@@ -118,55 +120,79 @@ def hour_test(hours: HourRange) -> Callable[[int], bool]:
     return lambda h: hours.min <= h < hours.max
 
 
+def _is_in(get: Callable[[Facts], object], allowed: frozenset[object]) -> SegmentTest:
+    return lambda f, c: get(f) in allowed
+
+
+def _overlaps(get: Callable[[Facts], frozenset[str]], wanted: frozenset[str]) -> SegmentTest:
+    return lambda f, c: not wanted.isdisjoint(get(f))
+
+
+def _passes(get: Callable[[Facts], Any], ok: Callable[[Any], bool]) -> SegmentTest:
+    return lambda f, c: ok(get(f))
+
+
+def _cdp_member(name: str) -> SegmentTest:
+    return lambda f, c: name in c
+
+
+def _days_since(attr: str) -> Callable[[Facts], float]:
+    return lambda f: (f.now - getattr(f, attr)) / 86400
+
+
+def _locale_test(prefixes: tuple[str, ...]) -> Callable[[str | None], bool]:
+    return lambda language: bool(language) and language.lower().startswith(prefixes)  # type: ignore[union-attr]
+
+
 def compile_segment(definition: SegmentDef) -> SegmentTest:
     """Turn a definition into one closure; conditions are AND-ed, lists inside one are OR-ed."""
-    tests: list[SegmentTest] = []
     d = definition
+    tests: list[SegmentTest] = []
     if d.anonymous is not None:
-        tests.append(lambda f, c, want=d.anonymous: f.anonymous is want)
+        tests.append(_is_in(attrgetter("anonymous"), frozenset({d.anonymous})))
     if d.buyer is not None:
-        tests.append(lambda f, c, s=_many(d.buyer): f.buyer_id in s)
-    if d.orders is not None:
-        tests.append(lambda f, c, ok=_within(d.orders): ok(f.orders))
-    if d.spent is not None:
-        tests.append(lambda f, c, ok=_within(d.spent): ok(f.spent))
-    if d.cart_value is not None:
-        tests.append(lambda f, c, ok=_within(d.cart_value): ok(f.cart_value))
-    if d.viewed_category is not None:
-        tests.append(lambda f, c, s=_many(d.viewed_category): not s.isdisjoint(f.viewed_categories))
-    if d.viewed_product is not None:
-        tests.append(lambda f, c, s=_many(d.viewed_product): not s.isdisjoint(f.viewed_products))
-    if d.cart_contains is not None:
-        tests.append(lambda f, c, s=_many(d.cart_contains): not s.isdisjoint(f.cart_products))
-    if d.first_seen_days is not None:
-        tests.append(lambda f, c, ok=_within(d.first_seen_days): ok((f.now - f.first_seen) / 86400))
-    if d.last_seen_days is not None:
-        tests.append(lambda f, c, ok=_within(d.last_seen_days): ok((f.now - f.last_seen) / 86400))
-    if d.locale is not None:
-        prefixes = tuple(p.lower() for p in _many(d.locale))
-        tests.append(lambda f, c, p=prefixes: bool(f.language) and f.language.lower().startswith(p))
-    if d.currency is not None:
-        tests.append(
-            lambda f, c, s=frozenset(x.upper() for x in _many(d.currency)): (
-                (f.currency or "").upper() in s
-            )
-        )
-    if d.channel is not None:
-        tests.append(lambda f, c, s=frozenset(x.lower() for x in _many(d.channel)): f.channel in s)
+        tests.append(_is_in(attrgetter("buyer_id"), _many(d.buyer)))
     if d.device is not None:
-        tests.append(lambda f, c, s=_many(d.device): f.device in s)
+        tests.append(_is_in(attrgetter("device"), _many(d.device)))
+    if d.currency is not None:
+        upper = frozenset(x.upper() for x in _many(d.currency))
+        tests.append(_is_in(lambda f: (f.currency or "").upper(), upper))
+    if d.channel is not None:
+        tests.append(_is_in(attrgetter("channel"), frozenset(x.lower() for x in _many(d.channel))))
     if d.country is not None:
-        tests.append(lambda f, c, s=frozenset(x.upper() for x in _many(d.country)): f.country in s)
+        tests.append(_is_in(attrgetter("country"), frozenset(x.upper() for x in _many(d.country))))
     if d.weekday is not None:
         days = frozenset(WEEKDAYS.index(w) for w in d.weekday)
-        tests.append(lambda f, c, s=days: f.weekday in s)
+        tests.append(_is_in(attrgetter("weekday"), days))
+    for field, get in (
+        ("orders", attrgetter("orders")),
+        ("spent", attrgetter("spent")),
+        ("cart_value", attrgetter("cart_value")),
+        ("first_seen_days", _days_since("first_seen")),
+        ("last_seen_days", _days_since("last_seen")),
+    ):
+        bound = getattr(d, field)
+        if bound is not None:
+            tests.append(_passes(get, _within(bound)))
+    for field, attr in (
+        ("viewed_category", "viewed_categories"),
+        ("viewed_product", "viewed_products"),
+        ("cart_contains", "cart_products"),
+    ):
+        wanted = getattr(d, field)
+        if wanted is not None:
+            tests.append(_overlaps(attrgetter(attr), _many(wanted)))
+    if d.locale is not None:
+        prefixes = tuple(p.lower() for p in _many(d.locale))
+        tests.append(_passes(attrgetter("language"), _locale_test(prefixes)))
     if d.hour is not None:
-        tests.append(lambda f, c, ok=hour_test(d.hour): ok(f.hour))
+        tests.append(_passes(attrgetter("hour"), hour_test(d.hour)))
     if d.cdp is not None:
-        tests.append(lambda f, c, name=d.cdp.casefold(): name in c)
+        tests.append(_cdp_member(d.cdp.casefold()))
     if len(tests) == 1:
         return tests[0]
-    return lambda f, c: all(t(f, c) for t in tests)
+    every = tuple(tests)
+    return lambda f, c: all(t(f, c) for t in every)
 
 
 def segments_of(

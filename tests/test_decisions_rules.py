@@ -480,6 +480,9 @@ def test_duplicate_ids_unreachable_rules_and_bad_filters() -> None:
         validate(parse_text(textwrap.dedent(text)))
     assert "filter 'categoryID' is not a filter" in str(info.value)
     with pytest.raises(ValidationFailed) as info:
+        validate(parse_text(textwrap.dedent(text).replace("search: y", "pin: [a|b]")))
+    assert "contain no '|'" in str(info.value)
+    with pytest.raises(ValidationFailed) as info:
         validate(parse_text(textwrap.dedent(text).replace("categoryID: x", "xp.a: x")))
     messages = {(e.table, e.rule, e.message.split(":")[0]) for e in info.value.errors}
     assert ("t", "r", "duplicate rule id 'r'") in messages

@@ -33,10 +33,13 @@ def anyio_backend() -> str:
 class Profiles:
     """What the tracker would know: Jane's three orders, Joe's none."""
 
-    by_id = {
-        "acme-jane": Profile("acme-jane", anonymous=False, buyer_id="acme", orders=3, spent=612.0),
-        "acme-joe": Profile("acme-joe", anonymous=False, buyer_id="acme"),
-    }
+    def __init__(self) -> None:
+        self.by_id = {
+            "acme-jane": Profile(
+                "acme-jane", anonymous=False, buyer_id="acme", orders=3, spent=612.0
+            ),
+            "acme-joe": Profile("acme-joe", anonymous=False, buyer_id="acme"),
+        }
 
     async def get(self, visitor_id: str) -> Profile | None:
         return self.by_id.get(visitor_id)
