@@ -1,6 +1,7 @@
 """`ocgateway tables …` and `ocgateway experiments report`: offline tools over tables and the store.
 
-Each subcommand sets `func(args) -> int` (the exit code) on its parser; the gateway CLI calls it.
+Each subcommand sets `func(args, settings=None) -> int` (the exit code) on its parser; the gateway
+CLI calls it with the settings it loaded, and a standalone caller may leave them out.
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ def register(subparsers: Any, profiles_factory: ProfilesFactory | None = None) -
     explain.add_argument(
         "--tables", type=Path, help="evaluate this file instead of the live version"
     )
-    explain.set_defaults(func=lambda args: explain_command(args, profiles_factory))
+    explain.set_defaults(
+        func=lambda args, settings=None: explain_command(args, settings, profiles_factory)
+    )
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a tables document")
-    schema.set_defaults(func=lambda args: _print(json_schema().rstrip("\n")))
+    schema.set_defaults(func=schema_command)
 
     experiments = subparsers.add_parser("experiments", help="experiment exposures and conversions")
     esub = experiments.add_subparsers(dest="experiments_command", required=True)
@@ -70,8 +73,8 @@ def register(subparsers: Any, profiles_factory: ProfilesFactory | None = None) -
     rep.set_defaults(func=report_command)
 
 
-def _print(text: str) -> int:
-    print(text)
+def schema_command(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    print(json_schema(), end="")
     return 0
 
 
@@ -83,7 +86,7 @@ def _settings() -> Settings | None:
         return None
 
 
-def validate_command(args: argparse.Namespace) -> int:
+def validate_command(args: argparse.Namespace, settings: Settings | None = None) -> int:
     try:
         _, parsed = read_source(args.file)
         document = validate(parsed)
@@ -102,8 +105,12 @@ def validate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def explain_command(args: argparse.Namespace, profiles_factory: ProfilesFactory | None) -> int:
-    settings = _settings()
+def explain_command(
+    args: argparse.Namespace,
+    settings: Settings | None = None,
+    profiles_factory: ProfilesFactory | None = None,
+) -> int:
+    settings = settings or _settings()
     if settings is None:
         return 2
     headers = dict(h.split(":", 1) for h in args.header if ":" in h)
@@ -151,8 +158,8 @@ async def _discard(event: dict[str, Any]) -> None:
     return None
 
 
-def report_command(args: argparse.Namespace) -> int:
-    settings = _settings()
+def report_command(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    settings = settings or _settings()
     if settings is None:
         return 2
     store = VersionStore(settings.store)

@@ -108,3 +108,18 @@ def test_tables_explain_uses_the_newest_stored_version(
     result = json.loads(capsys.readouterr().out)
     assert result["version"] == 1 and result["pin"] == ["p-001", "p-008", "p-013", "p-021"]
     assert cli("tables", "explain", "/v1/me/orders") == 1
+
+
+def test_handlers_accept_the_settings_the_gateway_cli_loaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.settings import Settings
+
+    parser = argparse.ArgumentParser(prog="ocgateway")
+    register(parser.add_subparsers(dest="command", required=True))
+    settings = Settings(store=tmp_path / "gw.db", decisions=EXAMPLE)
+    args = parser.parse_args(["tables", "explain", "--visitor", "anon-1", "/v1/me/promotions"])
+    assert args.func(args, settings) == 0
+    assert "rule=welcome-offers" in json.loads(capsys.readouterr().out)["x_decision"]
+    args = parser.parse_args(["experiments", "report", "--json"])
+    assert args.func(args, settings) == 0 and (tmp_path / "gw.db").exists()
