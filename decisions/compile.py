@@ -173,11 +173,11 @@ def _unreachable(table: Table, parsed: Parsed, base: tuple[object, ...]) -> list
 def _conflicts(table: Table, parsed: Parsed, base: tuple[object, ...]) -> list[TableError]:
     """Under collect, two rules may not set the same key to different values."""
     errors: list[TableError] = []
-    owner: dict[str, tuple[str, str]] = {}  # lower key -> (value, rule id)
+    owner: dict[str, tuple[tuple[str, ...], str]] = {}  # lower key -> (values, rule id)
     for r, (rule, rid) in enumerate(zip(table.rules, rule_ids(table))):
-        for field, key, value in _fields(rule.then):
+        for field, key, values in _fields(rule.then):
             low = key.lower()
-            if low in owner and owner[low][0] != value:
+            if low in owner and owner[low][0] != values:
                 errors.append(
                     locate_error(
                         parsed,
@@ -189,40 +189,31 @@ def _conflicts(table: Table, parsed: Parsed, base: tuple[object, ...]) -> list[T
     return errors
 
 
-def _value(value: object) -> str:
+def _text(value: object) -> str:
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "&".join(str(v) for v in value)
+        return "true" if value else "false"  # as the OrderCloud SDK writes booleans
     return str(value)
 
 
-def _fields(then: Then) -> list[tuple[tuple[str, ...], str, str]]:
-    """(path under then, query key, value) for each action, in SDK order: filters first."""
-    out: list[tuple[tuple[str, ...], str, str]] = []
+def _fields(then: Then) -> list[tuple[tuple[str, ...], str, tuple[str, ...]]]:
+    """(path under then, query key, values) per action, in SDK order (filters first); a list
+    filter has several values: the key repeats, an AND in OrderCloud."""
+    out: list[tuple[tuple[str, ...], str, tuple[str, ...]]] = []
     if then.pin:
-        out.append((("pin",), "ID", "|".join(then.pin)))
+        out.append((("pin",), "ID", ("|".join(then.pin),)))
     for key, value in (then.filters or {}).items():
-        out.append((("filters", key), key, _value(value)))
+        values = tuple(map(_text, value)) if isinstance(value, list) else (_text(value),)
+        out.append((("filters", key), key, values))
     for key in NAMED_KEYS:
         value = getattr(then, key)
         if value is not None:
-            out.append(((key,), key, _value(value)))
+            out.append(((key,), key, (_text(value),)))
     return out
 
 
 def actions_of(then: Then) -> Actions:
-    pairs: list[tuple[str, str]] = []
-    for _, key, _joined in _fields(then):
-        if key == "ID":
-            pairs.append((key, _joined))
-            continue
-        raw = (then.filters or {}).get(key) if then.filters and key in then.filters else None
-        if isinstance(raw, list):
-            pairs.extend((key, str(v)) for v in raw)  # repeated key = AND in OrderCloud
-        else:
-            pairs.append((key, _joined))
-    return Actions(tuple(pairs), tuple(then.pin) if then.pin else None, then.override)
+    pairs = tuple((key, value) for _, key, values in _fields(then) for value in values)
+    return Actions(pairs, tuple(then.pin) if then.pin else None, then.override)
 
 
 def _epoch(moment: datetime | date) -> float:
