@@ -185,7 +185,7 @@ def _conflicts(table: Table, parsed: Parsed, base: tuple[object, ...]) -> list[T
                         f"conflicts with rule {owner[low][1]!r} under hit: collect",
                     )
                 )
-            owner.setdefault(low, (value, rid))
+            owner.setdefault(low, (values, rid))
     return errors
 
 
