@@ -519,10 +519,12 @@ def test_folder_is_merged_and_errors_name_the_file(tmp_path: Path) -> None:
     assert "newcomer" in source  # a folder is stored as one merged document
 
 
-def test_the_demo_tables_are_valid() -> None:
-    document = validate(
-        read_source(Path(__file__).parent.parent / "examples" / "decisions.yaml")[1]
-    )
+def test_the_demo_tables_are_valid_and_packaged_unchanged() -> None:
+    root = Path(__file__).parent.parent
+    # decisions/demo.yaml ships in the wheel for `ocgateway demo`; it is the example, verbatim.
+    example = (root / "examples" / "decisions.yaml").read_text()
+    assert (root / "decisions" / "demo.yaml").read_text() == example
+    document = validate(read_source(root / "examples" / "decisions.yaml")[1])
     assert {t.applies_to for t in document.tables} == {
         "me/products",
         "me/promotions",
