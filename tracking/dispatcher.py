@@ -101,9 +101,10 @@ class Dispatcher:
                 await self._idle(until - now)
                 continue
             batching = self.destination.max_batch > 1
-            room = (1 if batching else self.policy.concurrency) - len(self._inflight)
-            if room <= 0:
-                await self._idle(self.policy.poll)
+            slots = 1 if batching else self.policy.concurrency
+            room = slots - len(self._inflight)
+            if room <= 0 or (self._inflight and room < slots // 2):
+                await self._idle(self.policy.poll)  # rescan once half the slots are free
                 continue
             probing = breaker.probing()
             if probing and self._inflight:
@@ -113,7 +114,8 @@ class Dispatcher:
             limit = 1 if probing else (self.destination.max_batch if batching else room * per_key)
             try:
                 picked, next_due = await self.outbox.due(
-                    self.name, now, self._inflight.keys(), limit=limit, per_key=per_key
+                    self.name, now, self._inflight.keys(), limit=limit, per_key=per_key,
+                    max_keys=None if batching else room,
                 )
             except Exception:
                 log.exception("outbox scan failed for %s", self.name)
@@ -127,7 +129,7 @@ class Dispatcher:
                 dues = sorted((d for group in picked.values() for d in group), key=lambda d: d.seq)
                 self._launch("*batch*", dues)
             else:
-                for key, dues in list(picked.items())[:room]:
+                for key, dues in picked.items():
                     self._launch(key, dues)
             await self._idle(self.policy.poll)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -65,11 +65,15 @@ class Event:
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), default=str)
+        fields = {name: getattr(self, name) for name in _FIELDS}  # not asdict: no deep copy
+        return json.dumps(fields, separators=(",", ":"), default=str)
 
     @classmethod
     def from_json(cls, text: str) -> Event:
         return cls(**json.loads(text))
+
+
+_FIELDS = tuple(f.name for f in fields(Event))
 
 
 def exposure(

@@ -105,7 +105,8 @@ def due(
     *,
     limit: int,
     per_key: int,
-    max_scan: int = 20 * _PAGE,
+    max_keys: int | None = None,
+    max_scan: int = 8 * _PAGE,
 ) -> tuple[dict[str, list[Due]], float | None]:
     """Deliveries to attempt now, grouped by key in order, and when the next held one is due.
 
@@ -129,7 +130,7 @@ def due(
         for seq, key, ready_, next_at, attempts, queued_at in rows:
             if key in held:
                 continue
-            if not ready_ or next_at > now:
+            if not ready_ or next_at > now or (key not in picked and len(picked) == max_keys):
                 held.add(key)
                 if ready_:
                     next_due = next_at if next_due is None else min(next_due, next_at)
@@ -227,9 +228,19 @@ class Outbox:
         return await self.store.read(unready)
 
     async def due(
-        self, dest: str, now: float, busy: Iterable[str], *, limit: int, per_key: int
+        self,
+        dest: str,
+        now: float,
+        busy: Iterable[str],
+        *,
+        limit: int,
+        per_key: int,
+        max_keys: int | None = None,
     ) -> tuple[dict[str, list[Due]], float | None]:
-        fn = partial(due, dest=dest, now=now, busy=tuple(busy), limit=limit, per_key=per_key)
+        fn = partial(
+            due, dest=dest, now=now, busy=tuple(busy), limit=limit, per_key=per_key,
+            max_keys=max_keys,
+        )
         return await self.store.read(fn)
 
     async def bodies(self, seqs: Sequence[int]) -> dict[int, Event]:

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS profiles (
 """
 
 
-def _get(conn: sqlite3.Connection, visitor_id: str) -> Profile | None:
+def load(conn: sqlite3.Connection, visitor_id: str) -> Profile | None:
     row = conn.execute("SELECT body FROM profiles WHERE visitor = ?", (visitor_id,)).fetchone()
     if row is None:
         return None
@@ -33,7 +33,7 @@ def _get(conn: sqlite3.Connection, visitor_id: str) -> Profile | None:
     return Profile(**{k: v for k, v in fields.items() if k in known})
 
 
-def _put(conn: sqlite3.Connection, profile: Profile) -> None:
+def save(conn: sqlite3.Connection, profile: Profile) -> None:
     conn.execute(
         "INSERT INTO profiles (visitor, body) VALUES (?, ?)"
         " ON CONFLICT (visitor) DO UPDATE SET body = excluded.body",
@@ -50,7 +50,7 @@ class SqliteProfileStore:
         cached = self._cache.get(visitor_id)
         if cached is not None:
             return _copy(cached)
-        profile = await self.store.read(partial(_get, visitor_id=visitor_id))
+        profile = await self.store.read(partial(load, visitor_id=visitor_id))
         if profile is not None:
             self._cache[visitor_id] = profile
             return _copy(profile)
@@ -58,8 +58,13 @@ class SqliteProfileStore:
 
     async def put(self, profile: Profile) -> None:
         kept = _copy(profile)
-        await self.store.write(partial(_put, profile=kept))
+        await self.store.write(partial(save, profile=kept))
         self._cache[profile.visitor_id] = kept
+
+
+    def cached(self, profile: Profile) -> None:
+        """Refresh the cache after a profile was saved inside another transaction."""
+        self._cache[profile.visitor_id] = _copy(profile)
 
 
 def _copy(profile: Profile) -> Profile:

@@ -246,7 +246,7 @@ class TrackingService:
             log.warning("tracking: no browser id yet for %s (will retry at delivery)", event.type)
         now = self.clock()
 
-        def release(conn: sqlite3.Connection) -> None:
+        def release(conn: sqlite3.Connection) -> Profile | None:
             if event.visitor and event.previous_visitor:
                 abandon.moved(conn, event.previous_visitor, event.visitor)
             if event.visitor and event.type in (ev.LINE_ADDED, ev.LINE_UPDATED, ev.LINE_REMOVED):
@@ -258,13 +258,16 @@ class TrackingService:
             if event.visitor and event.type in (ev.ORDER_SUBMITTED, ev.CART_CLEARED):
                 abandon.closed(conn, event.visitor)
             outbox.mark_ready(conn, seq, event)
+            try:
+                return _remember(conn, event, now)
+            except Exception:  # a profile problem must not hold the event back
+                log.exception("tracking: profile update failed")
+                return None
 
-        await self.store.write(release)
+        profile = await self.store.write(release)
         self._wake()
-        try:
-            await self._remember(event)
-        except Exception:
-            log.exception("tracking: profile update failed")
+        if profile is not None:
+            self.profiles.cached(profile)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -282,23 +285,24 @@ class TrackingService:
             await self.browser_ids.remember(event.previous_visitor, supplied)
         event.browser_id = await self.browser_ids.resolve(event.visitor, supplied)
 
-    async def _remember(self, event: Event) -> None:
-        if not event.visitor or event.type in (ev.DECISION_EXPOSED, ev.CART_ABANDONED):
-            return
-        now = self.clock()
-        profile = await self.profiles.get(event.visitor)
-        if profile is None:
-            profile = Profile(visitor_id=event.visitor, first_seen=now)
-            if event.previous_visitor:
-                earlier = await self.profiles.get(event.previous_visitor)
-                if earlier is not None:
-                    profile.viewed_products = earlier.viewed_products
-                    profile.viewed_categories = earlier.viewed_categories
-                    profile.cart_products = earlier.cart_products
-                    profile.cart_value = earlier.cart_value
-                    profile.first_seen = earlier.first_seen or now
-        _apply(profile, event, now)
-        await self.profiles.put(profile)
+
+def _remember(conn: sqlite3.Connection, event: Event, now: float) -> Profile | None:
+    """Update the visitor's profile in the event's release transaction (no lost updates)."""
+    if not event.visitor or event.type in (ev.DECISION_EXPOSED, ev.CART_ABANDONED):
+        return None
+    profile = profilestore.load(conn, event.visitor)
+    if profile is None:
+        profile = Profile(visitor_id=event.visitor, first_seen=now)
+        earlier = profilestore.load(conn, event.previous_visitor) if event.previous_visitor else None
+        if earlier is not None:
+            profile.viewed_products = earlier.viewed_products
+            profile.viewed_categories = earlier.viewed_categories
+            profile.cart_products = earlier.cart_products
+            profile.cart_value = earlier.cart_value
+            profile.first_seen = earlier.first_seen or now
+    _apply(profile, event, now)
+    profilestore.save(conn, profile)
+    return profile
 
 
 def _apply(profile: Profile, event: Event, now: float) -> None:

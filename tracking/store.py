@@ -42,6 +42,7 @@ class Store:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._reader: sqlite3.Connection | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.commits = 0
@@ -76,8 +77,14 @@ class Store:
             raise RuntimeError("tracking store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, future, loop))
+        if not self._pending:  # hand over everything written in this loop iteration at once
+            loop.call_soon(self._hand_over, loop)
+        self._pending.append((fn, future))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        work, self._pending = self._pending, []
+        self._queue.put((work, loop))
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._pool is not None and self._reader is not None, "store not open"
@@ -88,15 +95,21 @@ class Store:
         stopping = False
         while not stopping:
             batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
+            while True:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             stopping = any(item is _STOP for item in batch)
-            work = [item for item in batch if item is not _STOP]
-            if work:
-                self._commit(conn, work)
+            work = [
+                (fn, future, loop)
+                for item in batch
+                if item is not _STOP
+                for fn, future in item[0]
+                for loop in (item[1],)
+            ]
+            for start in range(0, len(work), self._max_batch):
+                self._commit(conn, work[start : start + self._max_batch])
         conn.close()
 
     def _commit(self, conn: sqlite3.Connection, work: list[Any]) -> None:
@@ -120,17 +133,21 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(future, loop, None, exc) for _, future, loop in work]
+        by_loop: dict[Any, list[tuple[Any, Any, BaseException | None]]] = {}
         for future, loop, result, error in outcomes:
+            by_loop.setdefault(loop, []).append((future, result, error))
+        for loop, settled in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_settle, future, result, error)
+                loop.call_soon_threadsafe(_settle, settled)
             except RuntimeError:  # the caller's loop is gone (shutdown); nothing to tell
                 pass
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
