@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import httpx
@@ -20,10 +21,11 @@ from decisions.errors import TableError, ValidationFailed
 from decisions.evaluate import Hit, evaluate, explain_table
 from decisions.experiments import ExposureBuffer, exposure_event, rows_of
 from decisions.loader import parse_text, read_source, signature, watch
+from decisions.models import TableSet
 from decisions.personalize import Personalize
 from decisions.rewrite import parse_query, reorder_for, rewrite_query
 from decisions.segments import Facts, facts_for, segments_of
-from decisions.store import Version, VersionStore, source_hash
+from decisions.store import Version, VersionStore
 from gateway.call import Call, Decision
 from gateway.identity import Visitor
 from gateway.operations import CATEGORIES_LIST, PRODUCTS_LIST, PROMOTIONS_LIST, recognise
@@ -103,6 +105,7 @@ class DecisionService:
             0,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._unloadable: int | None = None  # a stored version that no longer validates
         self._publishing = asyncio.Lock()
 
     @property
@@ -118,14 +121,7 @@ class DecisionService:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.open)
-        latest = await asyncio.to_thread(self.store.latest)
-        if latest is not None:
-            try:
-                self.live = compile_document(validate(parse_text(latest.source)), latest.version)
-            except ValidationFailed as exc:  # only if the format tightened since it was stored
-                log.error(
-                    "decision tables: stored v%s no longer validates: %s", latest.version, exc
-                )
+        await self.sync()
         if self.settings.decisions is not None:
             seen = await asyncio.to_thread(signature, self.settings.decisions)
             await self.reload()
@@ -134,7 +130,8 @@ class DecisionService:
                     watch(self.settings.decisions, self.reload, self.watch_interval, seen)
                 )
             )
-        self._tasks.append(asyncio.create_task(self._flush_forever()))
+        self._tasks.append(asyncio.create_task(self._every(self.watch_interval, self.sync)))
+        self._tasks.append(asyncio.create_task(self._every(self.flush_interval, self.flush)))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -149,16 +146,37 @@ class DecisionService:
 
     # versions -------------------------------------------------------------------------------
 
+    async def sync(self) -> None:
+        """Go live with the newest stored version if it is newer than ours: another worker or
+        replica sharing the store published it."""
+        number = await asyncio.to_thread(self.store.latest_number)
+        if number is None or number == self._unloadable or number <= (self.version or 0):
+            return
+        latest = await asyncio.to_thread(self.store.get, number)
+        if latest is None:
+            return
+        try:
+            compiled = compile_document(validate(parse_text(latest.source)), latest.version)
+        except ValidationFailed as exc:  # only if the format tightened since it was stored
+            self._unloadable = number
+            log.error("decision tables: stored v%s no longer validates: %s", number, exc)
+            return
+        self._go_live(compiled)
+
+    def _go_live(self, compiled: Compiled) -> None:
+        if self.live is None or compiled.version > self.live.version:
+            self.live = compiled
+
     async def reload(self) -> Version | None:
-        """Import the tables file if it changed since its last import; a bad file changes nothing."""
+        """Import the tables file as a new version unless that content was already imported; a bad
+        file changes nothing."""
         path = self.settings.decisions
         assert path is not None
         try:
             source, parsed = await asyncio.to_thread(read_source, path)
-            author = f"file:{path}"
-            if source_hash(source) == await asyncio.to_thread(self.store.last_hash_by, author):
-                return None
-            version = await self._publish(source, validate(parsed), author, "imported from file")
+            version = await self._publish(
+                source, validate(parsed), f"file:{path}", "imported from file", unless_repeated=True
+            )
         except ValidationFailed as exc:
             self._counts["reload_errors"] += 1
             self.last_errors = exc.errors
@@ -170,8 +188,9 @@ class DecisionService:
             self.last_errors = [TableError(f"cannot read: {exc.strerror or exc}", file=str(path))]
             log.error("decision tables: cannot read %s: %s", path, exc)
             return None
-        self._counts["reloads"] += 1
         self.last_errors = []
+        if version is not None:
+            self._counts["reloads"] += 1
         return version
 
     def check(self, source: str) -> Compiled:
@@ -185,12 +204,25 @@ class DecisionService:
         except ValidationFailed:
             self._counts["rejected"] += 1
             raise
-        return await self._publish(source, document, author, comment)
+        version = await self._publish(source, document, author, comment)
+        assert version is not None  # only imports may be skipped
+        return version
 
-    async def _publish(self, source: str, document: Any, author: str, comment: str) -> Version:
+    async def _publish(
+        self,
+        source: str,
+        document: TableSet,
+        author: str,
+        comment: str,
+        unless_repeated: bool = False,
+    ) -> Version | None:
         async with self._publishing:
-            version = await asyncio.to_thread(self.store.add, source, author, comment)
-            self.live = compile_document(document, version.version)
+            version = await asyncio.to_thread(
+                partial(self.store.add, source, author, comment, unless_repeated=unless_repeated)
+            )
+            if version is None:
+                return None
+            self._go_live(compile_document(document, version.version))
         self._counts["publishes"] += 1
         log.info("decision tables v%s live (author %s)", version.version, author)
         return version
@@ -359,10 +391,15 @@ class DecisionService:
                 self._counts["emit_errors"] += 1
                 log.exception("decision exposures: emit failed")
 
-    async def _flush_forever(self) -> None:
+    async def _every(self, interval: float, job: Callable[[], Awaitable[None]]) -> None:
         while True:
-            await asyncio.sleep(self.flush_interval)
-            await self.flush()
+            await asyncio.sleep(interval)
+            try:
+                await job()
+            except Exception:  # a background job must outlive one failure
+                log.exception(
+                    "decision tables: background %s failed", getattr(job, "__name__", job)
+                )
 
 
 def build_decider(

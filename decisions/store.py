@@ -148,25 +148,44 @@ class VersionStore:
         finally:
             conn.close()
 
-    def last_hash_by(self, author: str) -> str | None:
-        """Hash of the newest version this author published (to skip re-importing a file)."""
+    def latest_number(self) -> int | None:
+        """The newest version's number: a cheap poll for versions other processes published."""
         conn = self._connect()
         try:
-            row = conn.execute(
-                "SELECT source_hash FROM decision_versions WHERE author = ? "
-                "ORDER BY version DESC LIMIT 1",
-                (author,),
-            ).fetchone()
-            return row[0] if row else None
+            return conn.execute("SELECT MAX(version) FROM decision_versions").fetchone()[0]
         finally:
             conn.close()
 
-    def add(self, source: str, author: str, comment: str = "", now: float | None = None) -> Version:
-        """Append a version; its diff is against the version before it."""
+    def add(
+        self,
+        source: str,
+        author: str,
+        comment: str = "",
+        now: float | None = None,
+        *,
+        unless_repeated: bool = False,
+    ) -> Version | None:
+        """Append a version; its diff is against the version before it.
+
+        Runs under SQLite's write lock (BEGIN IMMEDIATE), so workers sharing the store number
+        versions without gaps or clashes. With `unless_repeated`, nothing is added (None) when this
+        author's newest version has the same source: a file edit seen by several workers, or again
+        after a restart, is imported once."""
         now = time.time() if now is None else now
         conn = self._connect()
+        conn.isolation_level = None  # explicit transactions
         try:
-            with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if unless_repeated:
+                    row = conn.execute(
+                        "SELECT source_hash FROM decision_versions WHERE author = ? "
+                        "ORDER BY version DESC LIMIT 1",
+                        (author,),
+                    ).fetchone()
+                    if row is not None and row[0] == source_hash(source):
+                        conn.execute("ROLLBACK")
+                        return None
                 prev = conn.execute(
                     "SELECT version, source FROM decision_versions ORDER BY version DESC LIMIT 1"
                 ).fetchone()
@@ -178,6 +197,10 @@ class VersionStore:
                     "INSERT INTO decision_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (number, now, author, comment, source, source_hash(source), diff),
                 )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
             return Version(number, now, author, comment, source, diff)
         finally:
             conn.close()

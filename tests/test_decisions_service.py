@@ -423,3 +423,25 @@ async def test_explain_names_segments_and_failed_conditions(tmp_path: Path) -> N
         == "table=audience-promotions;rule=repeat-offers;variant=default;version=1"
     )
     assert "error" in wrong
+
+
+async def test_workers_sharing_a_store_import_once_and_follow_each_others_publishes(
+    tmp_path: Path,
+) -> None:
+    tables = tmp_path / "tables.yaml"
+    shutil.copy(EXAMPLE, tables)
+    one = await started(tmp_path, decisions=tables)
+    two = await started(tmp_path, decisions=tables)
+    try:
+        assert (one.version, two.version) == (1, 1)  # the second worker did not re-import
+        await one.publish(EXAMPLE.read_text().replace("p-021", "p-022"), "mia")
+        await wait_for(lambda: two.version == 2)
+        decision = await two.decide(call("/v1/me/products", "", newcomer()))
+        assert decision is not None and "p-022" in decision.query
+        tables.write_text(EXAMPLE.read_text().replace("p-021", "p-029"))
+        await wait_for(lambda: one.version == 3 and two.version == 3)
+        await asyncio.sleep(0.1)  # both watchers have seen the edit by now
+        assert [v.version for v in await one.list_versions()] == [3, 2, 1]
+    finally:
+        await one.stop()
+        await two.stop()
