@@ -152,6 +152,10 @@ def openapi() -> dict[str, Any]:
                                         "visitor": {"type": "string"},
                                         "url": {"type": "string"},
                                         "segments": {"type": "array", "items": {"type": "string"}},
+                                        "headers": {
+                                            "type": "object",
+                                            "additionalProperties": {"type": "string"},
+                                        },
                                     },
                                 }
                             }
@@ -255,12 +259,13 @@ def create_admin_app(service: DecisionService, settings: Settings) -> Starlette:
             body = await request.json()
             url = str(body["url"])
             segments = [str(s) for s in body.get("segments") or []]
+            headers = {str(k): str(v) for k, v in (body.get("headers") or {}).items()}
         except (ValueError, KeyError, TypeError, AttributeError):
             return JSONResponse(
                 {"error": 'send {"url": "/v1/me/products?…", "visitor": …, "segments": […]}'},
                 status_code=400,
             )
-        return JSONResponse(await service.explain(body.get("visitor"), url, segments))
+        return JSONResponse(await service.explain(body.get("visitor"), url, segments, headers))
 
     async def stats(request: Request) -> Response:
         return JSONResponse(service.stats)

@@ -149,6 +149,18 @@ def test_explain_stats_and_openapi(tmp_path: Path) -> None:
         == "table=featured-products;rule=newcomer-picks;variant=default;version=1"
     )
     assert client.post("/explain", content=b"nope", headers=AUTH).status_code == 400
+    mobile = client.post(
+        "/explain",
+        json={
+            "visitor": "anon-x",
+            "url": "/v1/me/categories",
+            "segments": ["watch-lovers"],
+            "headers": {"User-Agent": "Mozilla/5.0 (iPhone) Mobile"},
+        },
+        headers=AUTH,
+    ).json()
+    assert mobile["segments"] == ["mobile-shopper", "newcomer", "watch-lovers"]
+    assert mobile["query"] == "sortBy=!xp.popularity"
     assert client.get("/stats", headers=AUTH).json()["publishes"] == 1
     doc = client.get("/openapi.json")
     assert doc.status_code == 200
