@@ -14,10 +14,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from decisions.admin import create_admin_app
+from decisions.service import build_decider
 from gateway.identity import Identity
 from gateway.proxy import Proxy
 from gateway.settings import Settings, load_settings
 from gateway.upstream import Upstream, UpstreamError
+from tracking.events import exposure
+from tracking.service import build_tracking
 
 log = logging.getLogger("ocgateway")
 
@@ -39,20 +43,24 @@ class Gateway:
             read_timeout=settings.upstream_timeout,
         )
         self.identity = Identity(self.upstream.get_json, verify=settings.verify_tokens)
-        self.tracking: Any = None
-        self.decisions: Any = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self.tracking = build_tracking(settings, self.identity, self.upstream)
+        profiles = self.tracking.profiles
+        self.decisions = build_decider(settings, profiles, self._emit_exposure)
         self.proxy = Proxy(
             self.upstream,
             self.identity,
             max_body_bytes=settings.max_body_bytes,
             trusted_proxies=frozenset(settings.trusted_proxies),
+            tracker=self.tracking if settings.tracking else None,
+            decider=self.decisions,
+            identity_budget=settings.personalize_timeout_ms / 1000,
         )
         self.service = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
                 Route("/readyz", self.readyz),
-                Mount("/admin", app=self._admin),
+                Mount("/admin", app=create_admin_app(self.decisions, settings)),
             ]
         )
         app: ASGIApp = self._route
@@ -82,6 +90,17 @@ class Gateway:
     async def start(self) -> None:
         await self.upstream.start()
         self._closers.append(self.upstream.close)
+        await self.tracking.start()
+        self._closers.append(self.tracking.stop)
+        await self.decisions.start()
+        self._closers.append(self.decisions.stop)
+
+    async def _emit_exposure(self, exposed: dict[str, Any]) -> None:
+        """Decision exposures go through the tracker, with the same durability as any event."""
+        await self.tracking.emit(
+            exposure(exposed["visitor_id"], exposed["table"], exposed["rule"], exposed["variant"],
+                     at=exposed["at"], anonymous=exposed["visitor_id"].startswith("anon-"))
+        )
 
     async def stop(self) -> None:
         while self._closers:
@@ -120,13 +139,6 @@ class Gateway:
                 "counters": dict(self.proxy.counters)}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse(
-            {"Errors": [{"ErrorCode": "NotFound", "Message": "No admin API is configured.",
-                         "Data": {"ObjectType": "Route", "ObjectID": scope["path"]}}]},
-            status_code=404,
-        )
-        await response(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Gateway:

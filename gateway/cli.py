@@ -9,7 +9,13 @@ import sys
 
 import uvicorn
 
+from decisions.commands import register as register_decisions
 from gateway.settings import ConfigError, Settings, load_settings
+from tracking.commands import register as register_tracking
+from tracking import profilestore
+from tracking.profiles import ProfileStore
+from tracking.profilestore import SqliteProfileStore
+from tracking.store import Store
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -59,7 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run a scripted shopper journey through the gateway")
     demo.set_defaults(func=_demo)
+
+    register_tracking(commands)
+    register_decisions(commands, profiles_factory=_profiles)
     return parser
+
+
+def _profiles(settings: Settings) -> ProfileStore:
+    """The visitor profiles the tracker keeps, for `tables explain`."""
+    store = Store(settings.store, profilestore.SCHEMA)
+    store.open()
+    return SqliteProfileStore(store)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # outbound calls are ours, not news
     if settings.access_log:
         logging.getLogger("ocgateway.access").setLevel(logging.INFO)
     else:

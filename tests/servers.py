@@ -6,54 +6,19 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
-from starlette.types import ASGIApp
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextmanager
-def running(app: ASGIApp, lifespan: str = "auto") -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port in a thread; yield its base URL."""
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        lifespan=lifespan,
-        server_header=False,
-        date_header=False,
-        access_log=False,
-        proxy_headers=False,  # as `ocgateway serve`: the gateway handles X-Forwarded-* itself
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.005)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
 
 @contextmanager
 def gateway_process(env: dict[str, str], workers: int = 1) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
@@ -80,7 +45,6 @@ def gateway_process(env: dict[str, str], workers: int = 1) -> Iterator[tuple[str
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, 9)
                 process.wait()
-
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + 20

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.serving import serve_in_thread as running
 from gateway.settings import Settings
-from tests.servers import free_port, gateway_process, running
 from tests.fake_upstream import GZIPPED, FakeUpstream
+from tests.servers import free_port, gateway_process
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ import pytest
 from gateway.app import create_app
 from gateway.sandbox import create_app as create_sandbox
 from gateway.sandbox.catalog import CLIENT_ID
+from gateway.serving import serve_in_thread as running
 from gateway.settings import Settings
-from tests.servers import running
 
 SDK_DIR = Path(__file__).parent / "sdk"
 pytestmark = [
