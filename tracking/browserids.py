@@ -50,6 +50,10 @@ class BrowserIds:
         self.mint = mint
         self._cache: LRUCache[str, str] = LRUCache(cache_size)
 
+    def cached(self, visitor: str | None) -> str | None:
+        """The remembered id if it is in memory: lets `record` skip the background step."""
+        return self._cache.get(visitor) if visitor else None
+
     async def get(self, visitor: str) -> str | None:
         known = self._cache.get(visitor)
         if known is None:

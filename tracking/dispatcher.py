@@ -42,6 +42,7 @@ class Policy:
     concurrency: int = 32  # visitors in flight per destination
     per_key: int = 20  # deliveries of one visitor taken per round
     poll: float = 1.0  # longest idle wait; new events wake the dispatcher sooner
+    linger: float = 0.05  # batch destinations: gather this long after a part-full batch
     breaker: Breaker = field(default_factory=Breaker)
 
 
@@ -128,6 +129,8 @@ class Dispatcher:
             if batching:
                 dues = sorted((d for group in picked.values() for d in group), key=lambda d: d.seq)
                 self._launch("*batch*", dues)
+                if len(dues) < self.destination.max_batch:
+                    await asyncio.sleep(self.policy.linger)  # let the next batch fill up
             else:
                 for key, dues in picked.items():
                     self._launch(key, dues)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict
 from functools import partial
 
 from cachetools import LRUCache
@@ -37,7 +36,7 @@ def save(conn: sqlite3.Connection, profile: Profile) -> None:
     conn.execute(
         "INSERT INTO profiles (visitor, body) VALUES (?, ?)"
         " ON CONFLICT (visitor) DO UPDATE SET body = excluded.body",
-        (profile.visitor_id, json.dumps(asdict(profile))),
+        (profile.visitor_id, json.dumps({name: getattr(profile, name) for name in _FIELDS})),
     )
 
 
@@ -67,5 +66,10 @@ class SqliteProfileStore:
         self._cache[profile.visitor_id] = _copy(profile)
 
 
+_FIELDS = tuple(Profile.__dataclass_fields__)
+
+
 def _copy(profile: Profile) -> Profile:
-    return Profile(**asdict(profile))
+    """Callers get their own copy to change; lists are the only mutable fields (asdict is slow)."""
+    values = {name: getattr(profile, name) for name in _FIELDS}
+    return Profile(**{k: list(v) if isinstance(v, list) else v for k, v in values.items()})

@@ -46,6 +46,7 @@ from tracking.store import Store
 
 log = logging.getLogger(__name__)
 _KEPT_VIEWS = 50
+_HYDRATED = frozenset({ev.IDENTIFIED, ev.LINE_ADDED, ev.LINE_UPDATED, ev.ORDER_SUBMITTED})
 SCHEMA = outbox.SCHEMA + browserids.SCHEMA + profilestore.SCHEMA + abandon.SCHEMA
 
 
@@ -172,7 +173,12 @@ class TrackingService:
         return True
 
     async def record(self, call: Call, status: int, body: bytes) -> None:
-        """Append the call's events durably; hydrate and release them in the background."""
+        """Append the call's events durably; hydrate and release them in the background.
+
+        Events that need no network (a view, a search, a removal of a known visitor whose browser
+        id is in memory) are settled and released in the append's own transaction: no second
+        write, no background task.
+        """
         if not self._running:
             return
         try:
@@ -181,14 +187,34 @@ class TrackingService:
                 return
             kind = call.operation.kind
             token = bearer_from_answer(body) if kind in (ops.TOKEN, ops.REGISTER) else call.token
-            seqs = await self.outbox.append([(e, self._routes(e)) for e in events], self.clock())
+            now = self.clock()
+            later = [e for e in events if not self._settles_now(e, token)]
+            ready = [e for e in events if e not in later]
+            seqs, profiles = await self.store.write(partial(self._append, ready, later, now))
         except Exception:
             self.counts["errors"] += 1
             log.exception("tracking: could not record %s", call.operation.kind)
             return
         self.counts["recorded"] += len(events)
-        for seq, event in zip(seqs, events):
+        for profile in profiles:
+            self.profiles.cached(profile)
+        if ready:
+            self._wake()
+        for seq, event in zip(seqs, later):
             self._spawn(self._finish(seq, event, token))
+
+    def _settles_now(self, event: Event, token: str | None) -> bool:
+        if event.previous_visitor or (token and event.type in _HYDRATED):
+            return False
+        event.browser_id = event.browser_id or self.browser_ids.cached(event.visitor)
+        return bool(event.browser_id) and event.browser_id == self.browser_ids.cached(event.visitor)
+
+    def _append(
+        self, ready: list[Event], later: list[Event], now: float, conn: sqlite3.Connection
+    ) -> tuple[list[int], list[Profile]]:
+        profiles = [p for p in (_settle(conn, e, now) for e in ready) if p is not None]
+        outbox.append(conn, [(e, self._routes(e)) for e in ready], now, ready=True)
+        return outbox.append(conn, [(e, self._routes(e)) for e in later], now, ready=False), profiles
 
     async def emit(self, event: Event) -> None:
         """Record an event made elsewhere (decision exposures); same durability as `record`."""
@@ -247,22 +273,9 @@ class TrackingService:
         now = self.clock()
 
         def release(conn: sqlite3.Connection) -> Profile | None:
-            if event.visitor and event.previous_visitor:
-                abandon.moved(conn, event.previous_visitor, event.visitor)
-            if event.visitor and event.type in (ev.LINE_ADDED, ev.LINE_UPDATED, ev.LINE_REMOVED):
-                line = event.data.get("lineitem") or {}
-                removed = event.type == ev.LINE_REMOVED
-                before = abandon.line_changed(conn, event, line, removed, now)
-                if removed and before:
-                    event.data["lineitem"] = {**before, **{k: v for k, v in line.items() if v}}
-            if event.visitor and event.type in (ev.ORDER_SUBMITTED, ev.CART_CLEARED):
-                abandon.closed(conn, event.visitor)
+            profile = _settle(conn, event, now)
             outbox.mark_ready(conn, seq, event)
-            try:
-                return _remember(conn, event, now)
-            except Exception:  # a profile problem must not hold the event back
-                log.exception("tracking: profile update failed")
-                return None
+            return profile
 
         profile = await self.store.write(release)
         self._wake()
@@ -284,6 +297,25 @@ class TrackingService:
         elif supplied and event.previous_visitor:
             await self.browser_ids.remember(event.previous_visitor, supplied)
         event.browser_id = await self.browser_ids.resolve(event.visitor, supplied)
+
+
+def _settle(conn: sqlite3.Connection, event: Event, now: float) -> Profile | None:
+    """What an event changes in the visitor's cart and profile; runs in the event's release."""
+    if event.visitor and event.previous_visitor:
+        abandon.moved(conn, event.previous_visitor, event.visitor)
+    if event.visitor and event.type in (ev.LINE_ADDED, ev.LINE_UPDATED, ev.LINE_REMOVED):
+        line = event.data.get("lineitem") or {}
+        removed = event.type == ev.LINE_REMOVED
+        before = abandon.line_changed(conn, event, line, removed, now)
+        if removed and before:
+            event.data["lineitem"] = {**before, **{k: v for k, v in line.items() if v}}
+    if event.visitor and event.type in (ev.ORDER_SUBMITTED, ev.CART_CLEARED):
+        abandon.closed(conn, event.visitor)
+    try:
+        return _remember(conn, event, now)
+    except Exception:  # a profile problem must not hold the event back
+        log.exception("tracking: profile update failed")
+        return None
 
 
 def _remember(conn: sqlite3.Connection, event: Event, now: float) -> Profile | None:
