@@ -122,7 +122,7 @@ async def deliver(path: Path, destination: object, count: int, limit_s: float) -
     store = Store(path, outbox.SCHEMA)
     store.open()
     box = Outbox(store)
-    dispatcher = Dispatcher(box, destination, Policy(poll=0.05, concurrency=64))  # type: ignore[arg-type]
+    dispatcher = Dispatcher(box, destination, Policy(poll=0.05))  # type: ignore[arg-type]
     start = time.perf_counter()
     dispatcher.start()
     while dispatcher.delivered < count and time.perf_counter() - start < limit_s:

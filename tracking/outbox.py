@@ -123,8 +123,8 @@ def due(
             " WHERE dest = ? AND state = 0 AND seq > ? ORDER BY seq LIMIT ?",
             (dest, after, _PAGE),
         ).fetchall()
-        if not rows:
-            break
+        if not rows or (max_keys is not None and len(picked) >= max_keys):
+            break  # every free slot has a visitor: stop reading pages
         scanned += len(rows)
         after = rows[-1][0]
         for seq, key, ready_, next_at, attempts, queued_at in rows:
@@ -242,6 +242,22 @@ class Outbox:
             max_keys=max_keys,
         )
         return await self.store.read(fn)
+
+    async def work(
+        self, dest: str, now: float, busy: Iterable[str], *, limit: int, per_key: int,
+        max_keys: int | None,
+    ) -> tuple[dict[str, list[Due]], float | None, dict[int, Event]]:
+        """`due` plus the picked events' bodies, in one trip to the reader thread."""
+
+        def run(conn: sqlite3.Connection) -> tuple[dict[str, list[Due]], float | None, dict[int, Event]]:
+            picked, next_due = due(
+                conn, dest, now, busy, limit=limit, per_key=per_key, max_keys=max_keys
+            )
+            seqs = [d.seq for group in picked.values() for d in group]
+            return picked, next_due, bodies(conn, seqs)
+
+        busy = tuple(busy)
+        return await self.store.read(run)
 
     async def bodies(self, seqs: Sequence[int]) -> dict[int, Event]:
         return await self.store.read(partial(bodies, seqs=seqs))
