@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -25,18 +24,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
+import httpx
 
-from gateway.settings import Settings  # noqa: E402
-from tests.fakes_destinations import answer, make_call  # noqa: E402
-from tracking import outbox  # noqa: E402
-from tracking.destinations.file import FileDestination  # noqa: E402
-from tracking.destinations.webhook import WebhookDestination  # noqa: E402
-from tracking.dispatcher import Dispatcher, Policy  # noqa: E402
-from tracking.events import Event  # noqa: E402
-from tracking.outbox import Outbox  # noqa: E402
-from tracking.service import TrackingService  # noqa: E402
-from tracking.store import Store, connect  # noqa: E402
+from gateway.settings import Settings
+from tests.fakes_destinations import answer, make_call
+from tracking import outbox
+from tracking.destinations.file import FileDestination
+from tracking.destinations.webhook import WebhookDestination
+from tracking.dispatcher import Dispatcher, Policy
+from tracking.events import Event
+from tracking.outbox import Outbox
+from tracking.service import TrackingService
+from tracking.store import Store, connect
 
 
 def rss_mb() -> float:
@@ -48,9 +47,14 @@ def rss_mb() -> float:
 
 
 def sample(i: int) -> Event:
-    return Event(type="products.viewed", visitor=f"anon-{i % 5000}", occurred_at=time.time(),
-                 browser_id=str(uuid.uuid4()), context={"ip": "203.0.113.5", "user_agent": "Firefox"},
-                 data={"product": {"ID": f"p{i}", "Name": "A product name", "xp": {"Color": "red"}}})
+    return Event(
+        type="products.viewed",
+        visitor=f"anon-{i % 5000}",
+        occurred_at=time.time(),
+        browser_id=str(uuid.uuid4()),
+        context={"ip": "203.0.113.5", "user_agent": "Firefox"},
+        data={"product": {"ID": f"p{i}", "Name": "A product name", "xp": {"Color": "red"}}},
+    )
 
 
 async def ingest(path: Path, events: int, max_batch: int, writers: int = 200) -> float:
@@ -71,7 +75,9 @@ async def ingest(path: Path, events: int, max_batch: int, writers: int = 200) ->
 
 
 async def record_latency(tmp: Path, calls: int, concurrency: int) -> tuple[float, float]:
-    settings = Settings(store=tmp / f"rec{concurrency}.db", events_file=tmp / f"rec{concurrency}.jsonl")
+    settings = Settings(
+        store=tmp / f"rec{concurrency}.db", events_file=tmp / f"rec{concurrency}.jsonl"
+    )
     service = TrackingService(settings, None, _NoUpstream())
     await service.start()
     samples: list[float] = []
@@ -91,7 +97,9 @@ async def record_latency(tmp: Path, calls: int, concurrency: int) -> tuple[float
 
 
 class _NoUpstream:
-    async def get_json(self, path: str, token: str | None, timeout: float | None = None) -> tuple[int, None]:
+    async def get_json(
+        self, path: str, token: str | None, timeout: float | None = None
+    ) -> tuple[int, None]:
         return 404, None
 
 
@@ -108,7 +116,10 @@ def fill(path: Path, count: int, dest: str, ready: int = 1) -> None:
         rows = range(start + base + 1, start + min(base + chunk, count) + 1)
         conn.executemany(
             "INSERT INTO events (seq, id, type, visitor, occurred_at, ready, body) VALUES (?,?,?,?,?,?,?)",
-            ((s, uuid.uuid4().hex, "products.viewed", f"anon-{s % 5000}", now, ready, body) for s in rows),
+            (
+                (s, uuid.uuid4().hex, "products.viewed", f"anon-{s % 5000}", now, ready, body)
+                for s in rows
+            ),
         )
         conn.executemany(
             "INSERT INTO deliveries (dest, seq, okey, ready, queued_at) VALUES (?,?,?,?,?)",
@@ -189,13 +200,17 @@ async def main() -> None:
         tmp = Path(name)
         grouped = await ingest(tmp / "g.db", args.events, max_batch=10_000)
         single = await ingest(tmp / "s.db", args.events // 4, max_batch=1)
-        print(f"ingest   group commit {grouped:10.0f} ev/s | one commit per event {single:8.0f} ev/s"
-              f" | ratio {grouped / single:.1f}x")
+        print(
+            f"ingest   group commit {grouped:10.0f} ev/s | one commit per event {single:8.0f} ev/s"
+            f" | ratio {grouped / single:.1f}x"
+        )
 
         p50, p99 = await record_latency(tmp, 2000, 1)
         c50, c99 = await record_latency(tmp, 10_000, 50)
-        print(f"record() sequential p50 {p50:.3f} ms p99 {p99:.3f} ms"
-              f" | 50 concurrent p50 {c50:.3f} ms p99 {c99:.3f} ms (added to a tracked call)")
+        print(
+            f"record() sequential p50 {p50:.3f} ms p99 {p99:.3f} ms"
+            f" | 50 concurrent p50 {c50:.3f} ms p99 {c99:.3f} ms (added to a tracked call)"
+        )
 
         n = 50_000
         fill(tmp / "f.db", n, "file")
@@ -207,18 +222,24 @@ async def main() -> None:
             hook_rate, _ = await deliver(tmp / "w.db", hook, 20_000, 30)
         server.kill()
         server.wait()
-        print(f"delivery file (batched) {file_rate:8.0f} ev/s | webhook on 127.0.0.1 {hook_rate:6.0f} ev/s"
-              f" | ratio {file_rate / hook_rate:.1f}x")
+        print(
+            f"delivery file (batched) {file_rate:8.0f} ev/s | webhook on 127.0.0.1 {hook_rate:6.0f} ev/s"
+            f" | ratio {file_rate / hook_rate:.1f}x"
+        )
 
         base = rss_mb()
         points = await memory(tmp / "m.db", args.backlog, 10.0)
         size = os.path.getsize(tmp / "m.db") / 1e6
-        print(f"memory   backlog {args.backlog} events ({size:.0f} MB on disk); RSS before fill {base:.0f} MB")
+        print(
+            f"memory   backlog {args.backlog} events ({size:.0f} MB on disk); RSS before fill {base:.0f} MB"
+        )
         for delivered, rss in points:
             print(f"         delivered {delivered:8d}  RSS {rss:6.0f} MB")
         growth = points[-1][1] - points[0][1]
-        print(f"         RSS growth while draining: {growth:+.0f} MB"
-              f" ({growth * 1e6 / max(points[-1][0], 1):.1f} bytes per delivered event)")
+        print(
+            f"         RSS growth while draining: {growth:+.0f} MB"
+            f" ({growth * 1e6 / max(points[-1][0], 1):.1f} bytes per delivered event)"
+        )
 
 
 if __name__ == "__main__":

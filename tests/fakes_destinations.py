@@ -17,8 +17,13 @@ from gateway.operations import recognise
 
 ANON = Visitor(id="anon-o1", anonymous=True, anon_order_id="o1")
 JANE = Visitor(
-    id="b1-jane", anonymous=False, buyer_id="b1", user_id="jane", email="jane@example.com",
-    language="en", currency="eur",
+    id="b1-jane",
+    anonymous=False,
+    buyer_id="b1",
+    user_id="jane",
+    email="jane@example.com",
+    language="en",
+    currency="eur",
 )
 
 
@@ -42,9 +47,16 @@ def make_call(
     base = {"user-agent": "Mozilla/5.0 (X11) Firefox/120", "referer": "https://shop.example/p/1"}
     base.update(headers or {})
     return Call(
-        operation=operation, method=method, path=path, query=query,
-        headers=Headers(base), client="203.0.113.5", token=bearer, visitor=visitor,
-        received_at=at, body=body,
+        operation=operation,
+        method=method,
+        path=path,
+        query=query,
+        headers=Headers(base),
+        client="203.0.113.5",
+        token=bearer,
+        visitor=visitor,
+        received_at=at,
+        body=body,
     )
 
 
@@ -59,7 +71,9 @@ class FakeUpstream:
         self.routes = routes
         self.calls: list[tuple[str, str | None]] = []
 
-    async def get_json(self, path_and_query: str, token: str | None, timeout: float | None = None) -> tuple[int, Any]:
+    async def get_json(
+        self, path_and_query: str, token: str | None, timeout: float | None = None
+    ) -> tuple[int, Any]:
         self.calls.append((path_and_query, token))
         return self.routes.get(path_and_query, (404, {"Errors": [{"ErrorCode": "NotFound"}]}))
 

@@ -54,7 +54,10 @@ asyncio.run(main(*sys.argv[1:]))
 def worker(mode: str, tmp: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", WORKER, mode, str(tmp / "t.db"), str(tmp / "events.jsonl")],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
 
 

@@ -21,13 +21,30 @@ from tracking.events import Event
 pytestmark = pytest.mark.anyio
 CONFIG = CdpConfig(client_key="ck", pos="shop.example", channel="WEB")
 LINES = [
-    {"ID": "l1", "ProductID": "p1", "Quantity": 2, "UnitPrice": 5.0, "LineTotal": 10.0,
-     "Product": {"ID": "p1", "Name": "Bike"}},
-    {"ID": "l2", "ProductID": "p2", "Quantity": 1, "UnitPrice": 3.5, "LineTotal": 3.5,
-     "Product": {"ID": "p2", "Name": "Bell"}},
+    {
+        "ID": "l1",
+        "ProductID": "p1",
+        "Quantity": 2,
+        "UnitPrice": 5.0,
+        "LineTotal": 10.0,
+        "Product": {"ID": "p1", "Name": "Bike"},
+    },
+    {
+        "ID": "l2",
+        "ProductID": "p2",
+        "Quantity": 1,
+        "UnitPrice": 3.5,
+        "LineTotal": 3.5,
+        "Product": {"ID": "p2", "Name": "Bell"},
+    },
 ]
-CONTEXT = {"ip": "203.0.113.5", "user_agent": "Firefox", "language": "en", "currency": "eur",
-           "origin": "https://shop.example"}
+CONTEXT = {
+    "ip": "203.0.113.5",
+    "user_agent": "Firefox",
+    "language": "en",
+    "currency": "eur",
+    "origin": "https://shop.example",
+}
 
 
 @pytest.fixture
@@ -36,14 +53,23 @@ def anyio_backend() -> str:
 
 
 def submitted(**kw: object) -> Event:
-    values: dict[str, object] = dict(
-        type=ev.ORDER_SUBMITTED, visitor="b1-jane", anonymous=False, occurred_at=1_700_000_000.0,
-        browser_id="bid-1", context=dict(CONTEXT),
-        data={"order_id": "o1", "order": {"ID": "o1", "Total": 13.5, "Currency": "EUR"},
-              "lineitems": LINES, "products": {"p1": {"ID": "p1", "Name": "Bike",
-                                                       "xp": {"ImageUrl": "https://img/p1.png"}}},
-              "user": {"Email": "jane@example.com", "FirstName": "Jane"}},
-    )
+    values: dict[str, object] = {
+        "type": ev.ORDER_SUBMITTED,
+        "visitor": "b1-jane",
+        "anonymous": False,
+        "occurred_at": 1_700_000_000.0,
+        "browser_id": "bid-1",
+        "context": dict(CONTEXT),
+        "data": {
+            "order_id": "o1",
+            "order": {"ID": "o1", "Total": 13.5, "Currency": "EUR"},
+            "lineitems": LINES,
+            "products": {
+                "p1": {"ID": "p1", "Name": "Bike", "xp": {"ImageUrl": "https://img/p1.png"}}
+            },
+            "user": {"Email": "jane@example.com", "FirstName": "Jane"},
+        },
+    }
     values.update(kw)
     return Event(**values)  # type: ignore[arg-type]
 
@@ -70,11 +96,19 @@ def test_cdp_single_order_is_identity_then_order_checkout() -> None:
 
 
 def test_cdp_identity_links_ordercloud_and_email() -> None:
-    event = Event(type=ev.IDENTIFIED, visitor="b1-jane", anonymous=False, occurred_at=1.0,
-                  browser_id="bid-1", data={"user": {"Email": "jane@example.com", "LastName": "Doe"}})
+    event = Event(
+        type=ev.IDENTIFIED,
+        visitor="b1-jane",
+        anonymous=False,
+        occurred_at=1.0,
+        browser_id="bid-1",
+        data={"user": {"Email": "jane@example.com", "LastName": "Doe"}},
+    )
     [body] = cdp.payloads(event, CONFIG)
-    assert body["identifiers"] == [{"provider": "ordercloud", "id": "b1-jane"},
-                                   {"provider": "email", "id": "jane@example.com"}]
+    assert body["identifiers"] == [
+        {"provider": "ordercloud", "id": "b1-jane"},
+        {"provider": "email", "id": "jane@example.com"},
+    ]
     assert body["email"] == "jane@example.com" and body["lastname"] == "Doe"
 
 
@@ -115,7 +149,9 @@ async def test_cdp_sender_mints_a_browser_id_when_the_event_has_none() -> None:
     destination = CdpDestination(client, "http://cdp.test", CONFIG, browser_for)
     await destination.send([submitted(browser_id=None)])
     create, *events = sink.requests
-    assert create.url.path == "/v1.2/browser/create.json" and create.url.params["client_key"] == "ck"
+    assert (
+        create.url.path == "/v1.2/browser/create.json" and create.url.params["client_key"] == "ck"
+    )
     assert [json.loads(r.content)["browser_id"] for r in events] == ["minted-bid"] * 4
     assert all(r.url.path == "/v1.2/events" for r in events)
     await client.aclose()
@@ -128,21 +164,37 @@ def test_send_order_completed_uses_the_send_product_model() -> None:
     props = body["properties"][0]
     assert props["totalPrice"] == 13.5
     first = props["products"][0]
-    assert first == {"itemCode": "p1", "itemName": "Bike", "itemPrice": 5.0, "itemQuantity": 2,
-                     "itemTotalPrice": 10.0, "itemUrl": "https://shop.example/products/p1",
-                     "itemImage": "https://img/p1.png"}
+    assert first == {
+        "itemCode": "p1",
+        "itemName": "Bike",
+        "itemPrice": 5.0,
+        "itemQuantity": 2,
+        "itemTotalPrice": 10.0,
+        "itemUrl": "https://shop.example/products/p1",
+        "itemImage": "https://img/p1.png",
+    }
 
 
 def test_send_identify_view_add_and_remove() -> None:
-    ident = Event(type=ev.IDENTIFIED, visitor="b1-jane", occurred_at=1.0,
-                  data={"user": {"Email": "jane@example.com", "FirstName": "Jane", "LastName": "D"}})
+    ident = Event(
+        type=ev.IDENTIFIED,
+        visitor="b1-jane",
+        occurred_at=1.0,
+        data={"user": {"Email": "jane@example.com", "FirstName": "Jane", "LastName": "D"}},
+    )
     [(path, body)] = send.requests(ident, "s")
     assert (path, body["actionType"], body["ContactName"]) == ("/identify", "IDENTIFY", "Jane D")
     assert send.requests(Event(type=ev.IDENTIFIED, visitor="x", occurred_at=1.0), "s") == []
-    view = Event(type=ev.PRODUCT_VIEWED, visitor="a", occurred_at=1.0,
-                 data={"product": {"ID": "p1", "Name": "Bike"}})
+    view = Event(
+        type=ev.PRODUCT_VIEWED,
+        visitor="a",
+        occurred_at=1.0,
+        data={"product": {"ID": "p1", "Name": "Bike"}},
+    )
     [(_, body)] = send.requests(view, "s")
-    assert body["actionType"] == "PAGE_VIEWED" and body["properties"][0]["product"]["itemCode"] == "p1"
+    assert (
+        body["actionType"] == "PAGE_VIEWED" and body["properties"][0]["product"]["itemCode"] == "p1"
+    )
     removed = Event(type=ev.LINE_REMOVED, visitor="a", occurred_at=1.0, data={"lineitem": LINES[0]})
     [(_, body)] = send.requests(removed, "s")
     assert body["actionType"] == "ADDED_TO_ORDER"
@@ -161,15 +213,30 @@ async def test_send_passes_the_visitor_ip_and_agent_in_headers() -> None:
 
 
 def test_discover_payloads() -> None:
-    view = Event(type=ev.PRODUCT_VIEWED, visitor="anon-1", occurred_at=2.0, context=dict(CONTEXT),
-                 data={"product": {"ID": "p1"}})
+    view = Event(
+        type=ev.PRODUCT_VIEWED,
+        visitor="anon-1",
+        occurred_at=2.0,
+        context=dict(CONTEXT),
+        data={"product": {"ID": "p1"}},
+    )
     body = discover.payload(view)
     assert body is not None
-    assert (body["type"], body["name"], body["t"], body["user_id"]) == ("view", "pdp", 2000, "anon-1")
+    assert (body["type"], body["name"], body["t"], body["user_id"]) == (
+        "view",
+        "pdp",
+        2000,
+        "anon-1",
+    )
     assert body["value"]["context"]["geo"] == {"ip": "203.0.113.5"}
     assert body["value"]["context"]["browser"] == {"user_agent": "Firefox"}
-    add = discover.payload(Event(type=ev.LINE_ADDED, visitor="a", occurred_at=1.0, data={"lineitem": LINES[0]}))
-    assert add and (add["type"], add["value"]["products"]) == ("a2c", [{"sku": "p1", "quantity": 2, "price": 5.0}])
+    add = discover.payload(
+        Event(type=ev.LINE_ADDED, visitor="a", occurred_at=1.0, data={"lineitem": LINES[0]})
+    )
+    assert add and (add["type"], add["value"]["products"]) == (
+        "a2c",
+        [{"sku": "p1", "quantity": 2, "price": 5.0}],
+    )
     order = discover.payload(submitted())
     assert order and (order["type"], order["name"]) == ("order", "confirm")
     assert order["value"]["user"] == {"id": "b1-jane"} and len(order["value"]["products"]) == 2

@@ -38,8 +38,12 @@ async def box(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def fast(**kw: object) -> Policy:
-    values: dict[str, object] = {"base_delay": 0.001, "max_delay": 0.01, "poll": 0.02,
-                                 "breaker": Breaker(threshold=50, cooldown=0.01)}
+    values: dict[str, object] = {
+        "base_delay": 0.001,
+        "max_delay": 0.01,
+        "poll": 0.02,
+        "breaker": Breaker(threshold=50, cooldown=0.01),
+    }
     values.update(kw)
     return Policy(**values)  # type: ignore[arg-type]
 
@@ -52,8 +56,10 @@ async def until(check: Callable[[], object], timeout: float = 5.0) -> None:
 
 
 async def put(box: Outbox, dest: str, visitors: list[str]) -> list[Event]:
-    events = [Event(type="orders.lines.added", visitor=v, occurred_at=1000.0 + i, data={"i": i})
-              for i, v in enumerate(visitors)]
+    events = [
+        Event(type="orders.lines.added", visitor=v, occurred_at=1000.0 + i, data={"i": i})
+        for i, v in enumerate(visitors)
+    ]
     await box.append([(e, [dest]) for e in events], time.time(), ready=True)
     return events
 
@@ -71,7 +77,7 @@ async def stats(box: Outbox, dest: str = "webhook") -> dict[str, int]:
 
 async def settle(box: Outbox, want: dict[str, int], dest: str = "webhook") -> None:
     deadline = time.monotonic() + 5
-    while await stats(box, dest) != {**{"pending": 0, "delivered": 0, "dead": 0}, **want}:
+    while await stats(box, dest) != {"pending": 0, "delivered": 0, "dead": 0, **want}:
         assert time.monotonic() < deadline, await stats(box, dest)
         await asyncio.sleep(0.01)
 
@@ -95,6 +101,7 @@ async def test_429_retry_after_is_honoured(box: Outbox) -> None:
         def respond(_: httpx.Request) -> httpx.Response:
             seen.append(time.monotonic())
             return httpx.Response(status, headers=headers)
+
         return respond
 
     sink = Sink([stamp(429, {"retry-after": "0.2"}), stamp(200, {})])
@@ -163,7 +170,9 @@ async def test_order_is_kept_per_visitor_through_failures(box: Outbox) -> None:
     await client.aclose()
 
 
-async def test_4xx_dead_letters_at_once_and_replay_reuses_the_id(box: Outbox, tmp_path: Path) -> None:
+async def test_4xx_dead_letters_at_once_and_replay_reuses_the_id(
+    box: Outbox, tmp_path: Path
+) -> None:
     [bad, good] = await put(box, "webhook", ["v1", "v1"])
     sink = Sink([400, 200])
     dispatcher, client = await run(box, sink, fast())

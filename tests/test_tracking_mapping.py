@@ -7,15 +7,20 @@ import json
 import pytest
 
 from gateway.settings import Settings
-from tests.fakes_destinations import ANON, JANE, answer, make_call, token
+from tests.fakes_destinations import ANON, JANE, FakeUpstream, answer, make_call, token
 from tracking import events as ev
 from tracking.mapping import anonymous_visitor, bearer_from_answer, events_for
 from tracking.privacy import not_tracked, scrub
 from tracking.service import TrackingService
-from tests.fakes_destinations import FakeUpstream
 
-LINE = {"ID": "l1", "ProductID": "p1", "Quantity": 2, "UnitPrice": 5.0, "LineTotal": 10.0,
-        "Product": {"ID": "p1", "Name": "Bike"}}
+LINE = {
+    "ID": "l1",
+    "ProductID": "p1",
+    "Quantity": 2,
+    "UnitPrice": 5.0,
+    "LineTotal": 10.0,
+    "Product": {"ID": "p1", "Name": "Bike"},
+}
 
 
 def test_failed_calls_emit_nothing() -> None:
@@ -37,8 +42,13 @@ def test_password_login_is_identified_without_password_or_token() -> None:
 
 
 def test_other_grants_are_not_identified() -> None:
-    call = make_call("POST", "/oauth/token", visitor=None, bearer=None,
-                     body=b"grant_type=client_credentials&client_id=c1")
+    call = make_call(
+        "POST",
+        "/oauth/token",
+        visitor=None,
+        bearer=None,
+        body=b"grant_type=client_credentials&client_id=c1",
+    )
     assert events_for(call, 200, answer({"access_token": "x"})) == []
 
 
@@ -57,7 +67,11 @@ def test_transfer_is_identified_and_stitched_never_keeping_the_anon_token() -> N
     anon = token({"orderid": "o9"})
     call = make_call("PUT", "/v1/me/orders", f"anonUserToken={anon}", visitor=JANE)
     [event] = events_for(call, 204, b"")
-    assert (event.type, event.visitor, event.previous_visitor) == (ev.IDENTIFIED, "b1-jane", "anon-o9")
+    assert (event.type, event.visitor, event.previous_visitor) == (
+        ev.IDENTIFIED,
+        "b1-jane",
+        "anon-o9",
+    )
     assert event.data["method"] == "transfer"
     assert anon not in event.to_json()
 
@@ -81,7 +95,11 @@ def test_search_only_with_a_search_term() -> None:
     call = make_call("GET", "/v1/me/products", "search=bike&pageSize=2")
     [event] = events_for(call, 200, listing)
     assert event.type == ev.PRODUCTS_SEARCHED
-    assert (event.data["search"], event.data["total"], event.data["products"]) == ("bike", 7, ["p1", "p2"])
+    assert (event.data["search"], event.data["total"], event.data["products"]) == (
+        "bike",
+        7,
+        ["p1", "p2"],
+    )
     assert events_for(make_call("GET", "/v1/me/products", "pageSize=2"), 200, listing) == []
 
 

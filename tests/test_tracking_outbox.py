@@ -120,8 +120,12 @@ async def test_events_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str
         return capsys.readouterr().out
 
     table = json.loads(run("events", "stats", "--store", str(db), "--json"))
-    assert table == {"file": {"pending": 0, "delivered": 1, "dead": 0},
-                     "webhook": {"pending": 0, "delivered": 0, "dead": 1}}
+    assert table == {
+        "file": {"pending": 0, "delivered": 1, "dead": 0},
+        "webhook": {"pending": 0, "delivered": 0, "dead": 1},
+    }
     assert "products.viewed" in run("events", "tail", "--store", str(db), "-n", "5")
     assert "requeued 1" in run("events", "replay", "--dead", "--store", str(db))
-    assert json.loads(run("events", "stats", "--store", str(db), "--json"))["webhook"]["pending"] == 1
+    assert (
+        json.loads(run("events", "stats", "--store", str(db), "--json"))["webhook"]["pending"] == 1
+    )

@@ -33,10 +33,25 @@ pytestmark = pytest.mark.anyio
 
 NEW_TOKEN = token({"usr": "jane", "cid": "c1"})
 ANON_TOKEN = token({"orderid": "o1", "usr": "anon-template"})
-ME = {"ID": "jane", "Buyer": {"ID": "b1"}, "Email": "jane@example.com", "FirstName": "Jane",
-      "Locale": {"Language": "en", "Currency": "EUR"}, "Password": None}
-LINES = [{"ID": f"l{i}", "ProductID": f"p{i % 3}", "Quantity": 1, "UnitPrice": 2.0, "LineTotal": 2.0,
-          "Product": {"ID": f"p{i % 3}", "Name": f"P{i % 3}"}} for i in range(150)]
+ME = {
+    "ID": "jane",
+    "Buyer": {"ID": "b1"},
+    "Email": "jane@example.com",
+    "FirstName": "Jane",
+    "Locale": {"Language": "en", "Currency": "EUR"},
+    "Password": None,
+}
+LINES = [
+    {
+        "ID": f"l{i}",
+        "ProductID": f"p{i % 3}",
+        "Quantity": 1,
+        "UnitPrice": 2.0,
+        "LineTotal": 2.0,
+        "Product": {"ID": f"p{i % 3}", "Name": f"P{i % 3}"},
+    }
+    for i in range(150)
+]
 
 
 def upstream_routes() -> dict[str, tuple[int, Any]]:
@@ -52,7 +67,10 @@ def upstream_routes() -> dict[str, tuple[int, Any]]:
     for n, body in page.items():
         routes[f"/v1/orders/Outgoing/o1/lineitems?page={n}&pageSize=100"] = (200, body)
     for i in range(3):
-        routes[f"/v1/me/products/p{i}"] = (200, {"ID": f"p{i}", "Name": f"P{i}", "xp": {"Secret": "x"}})
+        routes[f"/v1/me/products/p{i}"] = (
+            200,
+            {"ID": f"p{i}", "Name": f"P{i}", "xp": {"Secret": "x"}},
+        )
     return routes
 
 
@@ -62,22 +80,37 @@ def anyio_backend() -> str:
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, clock: Callable[[], float] = time.time, **settings: Any) -> None:
-        self.sinks = {host: Sink([200]) for host in ("cdp.test", "send.test", "rfk.test", "hook.test")}
+    def __init__(
+        self, tmp_path: Path, clock: Callable[[], float] = time.time, **settings: Any
+    ) -> None:
+        self.sinks = {
+            host: Sink([200]) for host in ("cdp.test", "send.test", "rfk.test", "hook.test")
+        }
         self.http = client_for(self.sinks)
         self.upstream = FakeUpstream(upstream_routes())
         self.settings = Settings(
-            store=tmp_path / "t.db", events_file=tmp_path / "events.jsonl",
-            cdp_url="http://cdp.test", cdp_client_key="ck",
-            send_url="http://send.test", send_site_id="site-1",
-            discover_url="http://rfk.test/event", discover_api_key="01-key",
-            webhook_url="http://hook.test/in", webhook_secret="whsec", **settings,
+            store=tmp_path / "t.db",
+            events_file=tmp_path / "events.jsonl",
+            cdp_url="http://cdp.test",
+            cdp_client_key="ck",
+            send_url="http://send.test",
+            send_site_id="site-1",
+            discover_url="http://rfk.test/event",
+            discover_api_key="01-key",
+            webhook_url="http://hook.test/in",
+            webhook_secret="whsec",
+            **settings,
         )
-        fast = lambda: Policy(base_delay=0.001, max_delay=0.01, poll=0.02,  # noqa: E731
-                              breaker=Breaker(threshold=50))
+        fast = lambda: Policy(
+            base_delay=0.001, max_delay=0.01, poll=0.02, breaker=Breaker(threshold=50)
+        )
         self.service = TrackingService(
-            self.settings, FakeIdentity({NEW_TOKEN: JANE, "jane-token": JANE}), self.upstream,
-            http=self.http, clock=clock, policy=fast,
+            self.settings,
+            FakeIdentity({NEW_TOKEN: JANE, "jane-token": JANE}),
+            self.upstream,
+            http=self.http,
+            clock=clock,
+            policy=fast,
         )
 
     def hook(self) -> list[dict[str, Any]]:
@@ -127,8 +160,14 @@ async def test_submit_is_hydrated_completely_even_for_a_cart_built_elsewhere(rig
 
 async def test_login_hydrates_the_user_with_the_new_token(rig: Rig) -> None:
     body = b"grant_type=password&username=jane&password=s3cret&client_id=c1"
-    call = make_call("POST", "/oauth/token", visitor=None, bearer=None, body=body,
-                     headers={"x-browser-id": "bid-from-storefront"})
+    call = make_call(
+        "POST",
+        "/oauth/token",
+        visitor=None,
+        bearer=None,
+        body=body,
+        headers={"x-browser-id": "bid-from-storefront"},
+    )
     await rig.service.record(call, 200, answer({"access_token": NEW_TOKEN, "expires_in": 3600}))
     await rig.drained()
     assert rig.upstream.calls == [("/v1/me", NEW_TOKEN)]
@@ -144,8 +183,9 @@ async def test_transfer_carries_the_anonymous_browser_id_over(rig: Rig) -> None:
     view = make_call("GET", "/v1/me/products/p1", visitor=ANON, bearer=ANON_TOKEN)
     await rig.service.record(view, 200, answer({"ID": "p1", "Name": "P1"}))
     await rig.drained()
-    transfer = make_call("PUT", "/v1/me/orders", f"anonUserToken={ANON_TOKEN}", visitor=JANE,
-                         bearer="jane-token")
+    transfer = make_call(
+        "PUT", "/v1/me/orders", f"anonUserToken={ANON_TOKEN}", visitor=JANE, bearer="jane-token"
+    )
     await rig.service.record(transfer, 204, b"")
     await rig.drained()
     later = make_call("GET", "/v1/me/products/p2", visitor=JANE, bearer="jane-token")
@@ -171,8 +211,11 @@ async def test_removal_knows_its_product_from_the_cart(rig: Rig) -> None:
     added, removed = rig.hook()
     assert added["payload"]["order_id"] == "o1"
     assert removed["payload"]["lineitem"]["ProductID"] == "p1"
-    [send_remove] = [b for b in rig.sinks["send.test"].json()
-                     if b["properties"][0]["product"]["itemQuantity"] == -1]
+    [send_remove] = [
+        b
+        for b in rig.sinks["send.test"].json()
+        if b["properties"][0]["product"]["itemQuantity"] == -1
+    ]
     assert send_remove["properties"][0]["product"]["itemCode"] == "p1"
 
 
@@ -186,25 +229,68 @@ async def test_exposures_go_to_webhook_file_and_cdp_only(rig: Rig) -> None:
     assert rig.sinks["send.test"].bodies == [] and rig.sinks["rfk.test"].bodies == []
 
 
-async def test_no_secret_reaches_any_destination_or_log(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_secret_reaches_any_destination_or_log(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     secrets = ["s3cret", NEW_TOKEN, ANON_TOKEN, "jane-token", "refresh-xyz", "pw-register"]
     rig.upstream.routes["/v1/me"] = (200, {**ME, "Password": "pw-register", "xp": {"t": NEW_TOKEN}})
     journey = [
-        (make_call("GET", "/v1/me/products/p1", visitor=ANON, bearer=ANON_TOKEN), 200, answer({"ID": "p1"})),
-        (make_call("GET", "/v1/me/products", "search=bike", visitor=ANON, bearer=ANON_TOKEN), 200,
-         answer({"Items": [{"ID": "p1"}], "Meta": {"TotalCount": 1}})),
-        (make_call("POST", "/v1/cart/lineitems", visitor=ANON, bearer=ANON_TOKEN), 201, answer(LINES[0])),
-        (make_call("PUT", "/v1/me/register", f"anonUserToken={ANON_TOKEN}", visitor=ANON, bearer=ANON_TOKEN,
-                   body=answer({"Username": "jane", "Password": "pw-register"})), 200,
-         answer({"access_token": NEW_TOKEN})),
-        (make_call("POST", "/oauth/token", visitor=None, bearer=None,
-                   body=b"grant_type=password&username=jane&password=s3cret"), 200,
-         answer({"access_token": NEW_TOKEN, "refresh_token": "refresh-xyz"})),
-        (make_call("PUT", "/v1/me/orders", f"anonUserToken={ANON_TOKEN}", visitor=JANE, bearer="jane-token",
-                   headers={"referer": f"https://shop.example/x?anonUserToken={ANON_TOKEN}"}), 204, b""),
-        (make_call("POST", "/v1/cart/submit", visitor=JANE, bearer="jane-token"), 201,
-         answer({"ID": "o1", "Total": 2.0})),
+        (
+            make_call("GET", "/v1/me/products/p1", visitor=ANON, bearer=ANON_TOKEN),
+            200,
+            answer({"ID": "p1"}),
+        ),
+        (
+            make_call("GET", "/v1/me/products", "search=bike", visitor=ANON, bearer=ANON_TOKEN),
+            200,
+            answer({"Items": [{"ID": "p1"}], "Meta": {"TotalCount": 1}}),
+        ),
+        (
+            make_call("POST", "/v1/cart/lineitems", visitor=ANON, bearer=ANON_TOKEN),
+            201,
+            answer(LINES[0]),
+        ),
+        (
+            make_call(
+                "PUT",
+                "/v1/me/register",
+                f"anonUserToken={ANON_TOKEN}",
+                visitor=ANON,
+                bearer=ANON_TOKEN,
+                body=answer({"Username": "jane", "Password": "pw-register"}),
+            ),
+            200,
+            answer({"access_token": NEW_TOKEN}),
+        ),
+        (
+            make_call(
+                "POST",
+                "/oauth/token",
+                visitor=None,
+                bearer=None,
+                body=b"grant_type=password&username=jane&password=s3cret",
+            ),
+            200,
+            answer({"access_token": NEW_TOKEN, "refresh_token": "refresh-xyz"}),
+        ),
+        (
+            make_call(
+                "PUT",
+                "/v1/me/orders",
+                f"anonUserToken={ANON_TOKEN}",
+                visitor=JANE,
+                bearer="jane-token",
+                headers={"referer": f"https://shop.example/x?anonUserToken={ANON_TOKEN}"},
+            ),
+            204,
+            b"",
+        ),
+        (
+            make_call("POST", "/v1/cart/submit", visitor=JANE, bearer="jane-token"),
+            201,
+            answer({"ID": "o1", "Total": 2.0}),
+        ),
     ]
     for call, status, body in journey:
         await rig.service.record(call, status, body)
@@ -233,11 +319,15 @@ async def test_an_abandoned_cart_is_reported_once_per_state(tmp_path: Path) -> N
     assert await service.sweep() == 0
     now[0] += 1000
     assert await service.sweep() == 0  # same cart state: never twice
-    await service.record(make_call("POST", "/v1/cart/lineitems", visitor=ANON), 201, answer(LINES[1]))
+    await service.record(
+        make_call("POST", "/v1/cart/lineitems", visitor=ANON), 201, answer(LINES[1])
+    )
     await rig.drained()
     now[0] += 101
     assert await service.sweep() == 1
-    await service.record(make_call("POST", "/v1/cart/submit", visitor=ANON), 201, answer({"ID": "o1"}))
+    await service.record(
+        make_call("POST", "/v1/cart/submit", visitor=ANON), 201, answer({"ID": "o1"})
+    )
     await rig.drained()
     now[0] += 1000
     assert await service.sweep() == 0  # submitted: nothing left to abandon

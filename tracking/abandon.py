@@ -49,7 +49,10 @@ def line_changed(
         lines.pop(line_id, None)
     elif line_id:
         kept = {k: line.get(k) for k in _LINE_FIELDS}
-        kept["Product"] = {"ID": line.get("ProductID"), "Name": (line.get("Product") or {}).get("Name")}
+        kept["Product"] = {
+            "ID": line.get("ProductID"),
+            "Name": (line.get("Product") or {}).get("Name"),
+        }
         lines[line_id] = kept
     conn.execute(
         "INSERT INTO carts (visitor, order_id, lines, updated_at, anonymous, browser_id)"
@@ -57,8 +60,14 @@ def line_changed(
         " order_id = coalesce(excluded.order_id, order_id), lines = excluded.lines,"
         " version = version + 1, updated_at = excluded.updated_at,"
         " anonymous = excluded.anonymous, browser_id = coalesce(excluded.browser_id, browser_id)",
-        (event.visitor, event.data.get("order_id"), json.dumps(lines), now,
-         int(event.anonymous), event.browser_id),
+        (
+            event.visitor,
+            event.data.get("order_id"),
+            json.dumps(lines),
+            now,
+            int(event.anonymous),
+            event.browser_id,
+        ),
     )
     return before
 
@@ -76,7 +85,9 @@ def moved(conn: sqlite3.Connection, anonymous: str, registered: str) -> None:
     )
 
 
-def abandoned(conn: sqlite3.Connection, idle_since: float, now: float, limit: int = 500) -> list[Event]:
+def abandoned(
+    conn: sqlite3.Connection, idle_since: float, now: float, limit: int = 500
+) -> list[Event]:
     """Events for carts idle since `idle_since` not yet reported in this state; marks them reported."""
     rows = conn.execute(
         "SELECT visitor, order_id, lines, version, anonymous, browser_id, updated_at FROM carts"
@@ -94,8 +105,13 @@ def abandoned(conn: sqlite3.Connection, idle_since: float, now: float, limit: in
                 anonymous=bool(anonymous),
                 occurred_at=now,
                 browser_id=browser_id,
-                data={"order_id": order_id, "lineitems": lines, "value": value,
-                      "items": len(lines), "idle_since": updated_at},
+                data={
+                    "order_id": order_id,
+                    "lineitems": lines,
+                    "value": value,
+                    "items": len(lines),
+                    "idle_since": updated_at,
+                },
             )
         )
         conn.execute(

@@ -32,7 +32,9 @@ async def local_uuid() -> str:
 
 
 def _get(conn: sqlite3.Connection, visitor: str) -> str | None:
-    row = conn.execute("SELECT browser_id FROM browser_ids WHERE visitor = ?", (visitor,)).fetchone()
+    row = conn.execute(
+        "SELECT browser_id FROM browser_ids WHERE visitor = ?", (visitor,)
+    ).fetchone()
     return row[0] if row else None
 
 

@@ -21,7 +21,9 @@ def register(subparsers: Any) -> None:
     events = subparsers.add_parser("events", help="tracking outbox: stats, tail, replay")
     commands = events.add_subparsers(dest="events_command", required=True)
 
-    stats = commands.add_parser("stats", help="pending, delivered and dead deliveries per destination")
+    stats = commands.add_parser(
+        "stats", help="pending, delivered and dead deliveries per destination"
+    )
     _store_option(stats)
     stats.add_argument("--json", action="store_true", help="machine-readable output")
     stats.set_defaults(func=run_stats)
@@ -34,13 +36,19 @@ def register(subparsers: Any) -> None:
 
     replay = commands.add_parser("replay", help="requeue dead deliveries (same event ids)")
     _store_option(replay)
-    replay.add_argument("--dead", action="store_true", required=True, help="requeue dead deliveries")
-    replay.add_argument("--destination", help="only this destination (cdp, send, discover, webhook, file)")
+    replay.add_argument(
+        "--dead", action="store_true", required=True, help="requeue dead deliveries"
+    )
+    replay.add_argument(
+        "--destination", help="only this destination (cdp, send, discover, webhook, file)"
+    )
     replay.set_defaults(func=run_replay)
 
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", type=Path, default=None, help="SQLite store (default OCGW_STORE)")
+    parser.add_argument(
+        "--store", type=Path, default=None, help="SQLite store (default OCGW_STORE)"
+    )
 
 
 def _store(args: argparse.Namespace) -> Path:

@@ -115,7 +115,11 @@ class Dispatcher:
             limit = 1 if probing else (self.destination.max_batch if batching else room * per_key)
             try:
                 picked, next_due, events = await self.outbox.work(
-                    self.name, now, self._inflight.keys(), limit=limit, per_key=per_key,
+                    self.name,
+                    now,
+                    self._inflight.keys(),
+                    limit=limit,
+                    per_key=per_key,
                     max_keys=None if batching else room,
                 )
             except Exception:
@@ -152,7 +156,7 @@ class Dispatcher:
             return
         try:
             await asyncio.wait_for(self._changed.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _chain(self, dues: list[Due], events: dict[int, Event]) -> None:
@@ -173,7 +177,7 @@ class Dispatcher:
             await self.destination.send(events)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is a failed delivery
             await self._failed(dues, exc)
             return False
         await self.outbox.delivered(self.name, [d.seq for d in dues])
@@ -190,7 +194,11 @@ class Dispatcher:
         self.failed += len(dues)
         for due in dues:
             attempts = due.attempts + 1
-            dead = permanent or attempts >= policy.max_attempts or now - due.queued_at >= policy.max_age
+            dead = (
+                permanent
+                or attempts >= policy.max_attempts
+                or now - due.queued_at >= policy.max_age
+            )
             delay = self.rng() * min(policy.max_delay, policy.base_delay * 2 ** (attempts - 1))
             if retry_after is not None:
                 delay = max(delay, retry_after)

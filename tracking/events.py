@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 IDENTIFIED = "sessions.identified"
@@ -61,7 +61,7 @@ class Event:
     @property
     def time(self) -> str:
         """ISO 8601 UTC with milliseconds, the form every destination accepts."""
-        moment = datetime.fromtimestamp(self.occurred_at, tz=timezone.utc)
+        moment = datetime.fromtimestamp(self.occurred_at, tz=UTC)
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def to_json(self) -> str:

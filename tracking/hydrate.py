@@ -78,9 +78,17 @@ async def _submitted(event: Event, get: Any) -> None:
     lines, user = await asyncio.gather(_all_lines(base, get), get("/v1/me"))
     if lines is not None:
         data["lineitems"] = lines
-    ids = sorted({str(line.get("ProductID")) for line in data.get("lineitems") or [] if line.get("ProductID")})
+    ids = sorted(
+        {
+            str(line.get("ProductID"))
+            for line in data.get("lineitems") or []
+            if line.get("ProductID")
+        }
+    )
     found = await asyncio.gather(*(get(f"/v1/me/products/{quote(pid, safe='')}") for pid in ids))
-    data["products"] = {pid: product for pid, product in zip(ids, found) if isinstance(product, dict)}
+    data["products"] = {
+        pid: product for pid, product in zip(ids, found) if isinstance(product, dict)
+    }
     if isinstance(user, dict):
         apply_user(event, user)
     if order.get("Currency"):

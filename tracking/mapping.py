@@ -35,7 +35,9 @@ TRACKED_KINDS = frozenset(
 _SEARCH_RESULTS_KEPT = 20
 
 
-def events_for(call: Call, status: int, body: bytes, *, client_key: str | None = None) -> list[Event]:
+def events_for(
+    call: Call, status: int, body: bytes, *, client_key: str | None = None
+) -> list[Event]:
     """The events one call produces; none unless the upstream answered 2xx."""
     if not 200 <= status < 300 or call.operation.kind not in TRACKED_KINDS:
         return []
@@ -80,7 +82,7 @@ def events_for(call: Call, status: int, body: bytes, *, client_key: str | None =
         product = answer if isinstance(answer, dict) else {"ID": ids.get("product")}
         return [event(ev.PRODUCT_VIEWED, product=product)]
     if kind == ops.PRODUCTS_LIST:
-        params = dict((k.lower(), v) for k, v in parse_qsl(call.query, keep_blank_values=True))
+        params = {k.lower(): v for k, v in parse_qsl(call.query, keep_blank_values=True)}
         term = params.get("search", "").strip()
         if not term:
             return []

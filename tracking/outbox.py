@@ -86,9 +86,7 @@ def mark_ready(conn: sqlite3.Connection, seq: int, event: Event) -> None:
         "UPDATE events SET body = ?, visitor = ?, ready = 1 WHERE seq = ?",
         (event.to_json(), event.visitor, seq),
     )
-    conn.execute(
-        "UPDATE deliveries SET ready = 1, okey = ? WHERE seq = ?", (order_key(event), seq)
-    )
+    conn.execute("UPDATE deliveries SET ready = 1, okey = ? WHERE seq = ?", (order_key(event), seq))
 
 
 def unready(conn: sqlite3.Connection) -> list[tuple[int, Event]]:
@@ -238,18 +236,31 @@ class Outbox:
         max_keys: int | None = None,
     ) -> tuple[dict[str, list[Due]], float | None]:
         fn = partial(
-            due, dest=dest, now=now, busy=tuple(busy), limit=limit, per_key=per_key,
+            due,
+            dest=dest,
+            now=now,
+            busy=tuple(busy),
+            limit=limit,
+            per_key=per_key,
             max_keys=max_keys,
         )
         return await self.store.read(fn)
 
     async def work(
-        self, dest: str, now: float, busy: Iterable[str], *, limit: int, per_key: int,
+        self,
+        dest: str,
+        now: float,
+        busy: Iterable[str],
+        *,
+        limit: int,
+        per_key: int,
         max_keys: int | None,
     ) -> tuple[dict[str, list[Due]], float | None, dict[int, Event]]:
         """`due` plus the picked events' bodies, in one trip to the reader thread."""
 
-        def run(conn: sqlite3.Connection) -> tuple[dict[str, list[Due]], float | None, dict[int, Event]]:
+        def run(
+            conn: sqlite3.Connection,
+        ) -> tuple[dict[str, list[Due]], float | None, dict[int, Event]]:
             picked, next_due = due(
                 conn, dest, now, busy, limit=limit, per_key=per_key, max_keys=max_keys
             )

@@ -60,7 +60,6 @@ class SqliteProfileStore:
         await self.store.write(partial(save, profile=kept))
         self._cache[profile.visitor_id] = kept
 
-
     def cached(self, profile: Profile) -> None:
         """Refresh the cache after a profile was saved inside another transaction."""
         self._cache[profile.visitor_id] = _copy(profile)

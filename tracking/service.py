@@ -84,9 +84,7 @@ class TrackingService:
         )
         self.browser_ids = BrowserIds(self.store, mint)
         self.profiles = SqliteProfileStore(self.store)
-        self.destinations = (
-            destinations if destinations is not None else self._configured(settings)
-        )
+        self.destinations = destinations if destinations is not None else self._configured(settings)
 
         def default_policy() -> Policy:
             return Policy(max_attempts=settings.max_attempts, max_age=settings.max_event_age)
@@ -214,7 +212,9 @@ class TrackingService:
     ) -> tuple[list[int], list[Profile]]:
         profiles = [p for p in (_settle(conn, e, now) for e in ready) if p is not None]
         outbox.append(conn, [(e, self._routes(e)) for e in ready], now, ready=True)
-        return outbox.append(conn, [(e, self._routes(e)) for e in later], now, ready=False), profiles
+        return outbox.append(
+            conn, [(e, self._routes(e)) for e in later], now, ready=False
+        ), profiles
 
     async def emit(self, event: Event) -> None:
         """Record an event made elsewhere (decision exposures); same durability as `record`."""
@@ -268,7 +268,7 @@ class TrackingService:
         del token
         try:
             await self._settle_browser(event)
-        except Exception:
+        except Exception:  # noqa: BLE001 - fail open: CDP mints at delivery
             log.warning("tracking: no browser id yet for %s (will retry at delivery)", event.type)
         now = self.clock()
 
@@ -325,7 +325,9 @@ def _remember(conn: sqlite3.Connection, event: Event, now: float) -> Profile | N
     profile = profilestore.load(conn, event.visitor)
     if profile is None:
         profile = Profile(visitor_id=event.visitor, first_seen=now)
-        earlier = profilestore.load(conn, event.previous_visitor) if event.previous_visitor else None
+        earlier = (
+            profilestore.load(conn, event.previous_visitor) if event.previous_visitor else None
+        )
         if earlier is not None:
             profile.viewed_products = earlier.viewed_products
             profile.viewed_categories = earlier.viewed_categories
@@ -374,6 +376,8 @@ def _base(url: object) -> str:
     return str(url).rstrip("/")
 
 
-def build_tracking(settings: Settings, identity: Identity | None, upstream: Upstream) -> TrackingService:
+def build_tracking(
+    settings: Settings, identity: Identity | None, upstream: Upstream
+) -> TrackingService:
     """The tracker for the app: call `await start()` in lifespan startup, `await stop()` at shutdown."""
     return TrackingService(settings, identity, upstream)

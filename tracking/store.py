@@ -120,7 +120,7 @@ class Store:
                 conn.execute("SAVEPOINT w")
                 try:
                     result = fn(conn)
-                except Exception as exc:  # one caller's failure stays that caller's
+                except Exception as exc:  # noqa: BLE001 - one caller's failure stays theirs
                     conn.execute("ROLLBACK TO w")
                     outcomes.append((future, loop, None, exc))
                 else:

@@ -76,8 +76,11 @@ def payloads(event: Event, config: CdpConfig) -> list[dict[str, Any]]:
     if event.type == ev.ORDER_SUBMITTED:
         return _order(event, body, currency, config.order_mode)
     if event.type == ev.CART_ABANDONED:
-        ext = {"orderId": str(data.get("order_id") or ""), "value": float(data.get("value") or 0),
-               "items": int(data.get("items") or 0)}
+        ext = {
+            "orderId": str(data.get("order_id") or ""),
+            "value": float(data.get("value") or 0),
+            "items": int(data.get("items") or 0),
+        }
         return [body("CART_ABANDONED", ext=ext)]
     if event.type == ev.DECISION_EXPOSED:
         ext = {k: str(data.get(k, "")) for k in ("table", "rule", "variant")}

@@ -33,27 +33,41 @@ def payload(event: Event) -> dict[str, Any] | None:
         kind, name, value = "view", "pdp", {"products": [{"sku": str(product.get("ID", ""))}]}
     elif event.type == ev.LINE_ADDED:
         line = data.get("lineitem") or {}
-        product = {"sku": str(line.get("ProductID", "")), "quantity": int(line.get("Quantity") or 1),
-                   "price": float(line.get("UnitPrice") or 0)}
+        product = {
+            "sku": str(line.get("ProductID", "")),
+            "quantity": int(line.get("Quantity") or 1),
+            "price": float(line.get("UnitPrice") or 0),
+        }
         kind, name, value = "a2c", "pdp", {"products": [product]}
     elif event.type == ev.ORDER_SUBMITTED:
         order = data.get("order") or {}
         products = [
-            {"sku": str(line.get("ProductID", "")), "quantity": int(line.get("Quantity") or 1),
-             "price": float(line.get("LineTotal") or 0) / max(int(line.get("Quantity") or 1), 1)}
+            {
+                "sku": str(line.get("ProductID", "")),
+                "quantity": int(line.get("Quantity") or 1),
+                "price": float(line.get("LineTotal") or 0) / max(int(line.get("Quantity") or 1), 1),
+            }
             for line in data.get("lineitems") or []
         ]
-        value = {"products": products, "order_id": str(order.get("ID") or data.get("order_id")),
-                 "total": float(order.get("Total") or 0)}
+        value = {
+            "products": products,
+            "order_id": str(order.get("ID") or data.get("order_id")),
+            "total": float(order.get("Total") or 0),
+        }
         if event.visitor and not event.anonymous:
             value["user"] = {"id": event.visitor}
         kind, name = "order", "confirm"
     else:
         return None
     millis = int(event.occurred_at * 1000)
-    return {"type": kind, "name": name, "t": millis, "t0": millis,
-            "user_id": event.visitor or event.browser_id or "unknown",
-            "value": {"context": context, **value}}
+    return {
+        "type": kind,
+        "name": name,
+        "t": millis,
+        "t0": millis,
+        "user_id": event.visitor or event.browser_id or "unknown",
+        "value": {"context": context, **value},
+    }
 
 
 class DiscoverDestination:

@@ -18,8 +18,14 @@ from tracking.destinations.outcome import check
 from tracking.events import Event
 
 ACCEPTS = frozenset(
-    {ev.IDENTIFIED, ev.PRODUCT_VIEWED, ev.LINE_ADDED, ev.LINE_REMOVED, ev.ORDER_SUBMITTED,
-     ev.CART_ABANDONED}
+    {
+        ev.IDENTIFIED,
+        ev.PRODUCT_VIEWED,
+        ev.LINE_ADDED,
+        ev.LINE_REMOVED,
+        ev.ORDER_SUBMITTED,
+        ev.CART_ABANDONED,
+    }
 )
 _NAMESPACE = uuid.UUID("6f1c0c52-8f0e-4d8e-9a57-3b7f0e4f2a11")
 
@@ -37,7 +43,9 @@ def requests(event: Event, site_id: str) -> list[tuple[str, dict[str, Any]]]:
     base: dict[str, Any] = {
         "siteId": site_id,
         "ContactId": contact_id(event.visitor),
-        "sessionId": uuid.uuid5(_NAMESPACE, f"{event.browser_id or event.visitor}:{event.time[:10]}").hex,
+        "sessionId": uuid.uuid5(
+            _NAMESPACE, f"{event.browser_id or event.visitor}:{event.time[:10]}"
+        ).hex,
         "ContactEmailAddress": email,
     }
     origin = event.context.get("origin") or ""
@@ -53,38 +61,73 @@ def requests(event: Event, site_id: str) -> list[tuple[str, dict[str, Any]]]:
         product = data.get("product") or {}
         item = _item(product, product, 1, origin)
         url = item["itemUrl"]
-        return [("/track", {"actionType": "PAGE_VIEWED", **base, "Url": url,
-                            "properties": [{"product": item}]})]
+        return [
+            (
+                "/track",
+                {
+                    "actionType": "PAGE_VIEWED",
+                    **base,
+                    "Url": url,
+                    "properties": [{"product": item}],
+                },
+            )
+        ]
     if event.type in (ev.LINE_ADDED, ev.LINE_REMOVED):
         line = data.get("lineitem") or {}
         quantity = -1 if event.type == ev.LINE_REMOVED else int(line.get("Quantity") or 1)
         item = _item(line.get("Product") or {"ID": line.get("ProductID")}, line, quantity, origin)
-        return [("/track", {"actionType": "ADDED_TO_ORDER", **base, "Url": item["itemUrl"],
-                            "properties": [{"product": item}]})]
+        return [
+            (
+                "/track",
+                {
+                    "actionType": "ADDED_TO_ORDER",
+                    **base,
+                    "Url": item["itemUrl"],
+                    "properties": [{"product": item}],
+                },
+            )
+        ]
     if event.type in (ev.ORDER_SUBMITTED, ev.CART_ABANDONED):
         lines = data.get("lineitems") or []
         products = data.get("products") or {}
         items = [
-            _item(products.get(line.get("ProductID")) or line.get("Product") or {}, line,
-                  int(line.get("Quantity") or 1), origin)
+            _item(
+                products.get(line.get("ProductID")) or line.get("Product") or {},
+                line,
+                int(line.get("Quantity") or 1),
+                origin,
+            )
             for line in lines
         ]
         if not items:
             return []
         order = data.get("order") or {}
-        total = float(order.get("Total") or data.get("value") or sum(i["itemTotalPrice"] for i in items))
+        total = float(
+            order.get("Total") or data.get("value") or sum(i["itemTotalPrice"] for i in items)
+        )
         action = "ORDER_COMPLETED" if event.type == ev.ORDER_SUBMITTED else "CART_ABANDONED"
-        return [("/track", {"actionType": action, **base, "Url": origin or "",
-                            "properties": [{"products": items, "totalPrice": total}]})]
+        return [
+            (
+                "/track",
+                {
+                    "actionType": action,
+                    **base,
+                    "Url": origin or "",
+                    "properties": [{"products": items, "totalPrice": total}],
+                },
+            )
+        ]
     return []
 
 
-def _item(product: dict[str, Any], line: dict[str, Any], quantity: int, origin: str) -> dict[str, Any]:
+def _item(
+    product: dict[str, Any], line: dict[str, Any], quantity: int, origin: str
+) -> dict[str, Any]:
     """Send's product model from an OrderCloud product (and line item, for prices)."""
     product_id = str(product.get("ID") or line.get("ProductID") or "")
     price = line.get("UnitPrice")
     if price is None:
-        breaks = ((product.get("PriceSchedule") or {}).get("PriceBreaks") or [{}])
+        breaks = (product.get("PriceSchedule") or {}).get("PriceBreaks") or [{}]
         price = breaks[0].get("Price") if breaks else None
     price = float(price or 0)
     xp = product.get("xp") if isinstance(product.get("xp"), dict) else {}
