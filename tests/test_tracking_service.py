@@ -375,3 +375,17 @@ async def test_record_fails_open_when_the_store_is_closed(tmp_path: Path) -> Non
     assert rig.service.counts["errors"] == 1
     await rig.service.stop(1)
     await rig.http.aclose()
+
+
+async def test_concurrent_first_events_of_a_visitor_share_one_minted_browser_id(rig: Rig) -> None:
+    calls = [
+        make_call("GET", "/v1/me/products", "search=bike", visitor=ANON, bearer=ANON_TOKEN),
+        make_call("GET", "/v1/me/products/p1", visitor=ANON, bearer=ANON_TOKEN),
+        make_call("GET", "/v1/me/products/p2", visitor=ANON, bearer=ANON_TOKEN),
+    ]
+    bodies = [answer({"Items": [], "Meta": {"TotalCount": 0}}), answer({"ID": "p1"}), answer({"ID": "p2"})]
+    await asyncio.gather(*(rig.service.record(c, 200, b) for c, b in zip(calls, bodies)))
+    await rig.drained()
+    assert len({h["browser_id"] for h in rig.hook()}) == 1
+    creates = [r for r in rig.sinks["cdp.test"].requests if r.url.path.endswith("create.json")]
+    assert len(creates) == 1

@@ -8,6 +8,7 @@ sees one journey.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
@@ -46,11 +47,20 @@ def _put(conn: sqlite3.Connection, visitor: str, browser_id: str) -> None:
     )
 
 
+def _put_new(conn: sqlite3.Connection, visitor: str, browser_id: str) -> str:
+    conn.execute(
+        "INSERT INTO browser_ids (visitor, browser_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        (visitor, browser_id),
+    )
+    return _get(conn, visitor) or browser_id
+
+
 class BrowserIds:
     def __init__(self, store: Store, mint: Mint = local_uuid, cache_size: int = 50_000) -> None:
         self.store = store
         self.mint = mint
         self._cache: LRUCache[str, str] = LRUCache(cache_size)
+        self._minting: dict[str, asyncio.Future[str]] = {}
 
     def cached(self, visitor: str | None) -> str | None:
         """The remembered id if it is in memory: lets `record` skip the background step."""
@@ -76,14 +86,28 @@ class BrowserIds:
             if visitor:
                 await self.remember(visitor, supplied)
             return supplied
-        if visitor:
-            known = await self.get(visitor)
-            if known:
-                return known
+        if not visitor:
+            return await self.mint()
+        known = await self.get(visitor)
+        if known:
+            return known
+        # One mint per visitor even when several of its events settle at once.
+        minting = self._minting.get(visitor)
+        if minting is None:
+            minting = asyncio.ensure_future(self._mint_for(visitor))
+            self._minting[visitor] = minting
+            minting.add_done_callback(lambda _: self._minting.pop(visitor, None))
+        return await asyncio.shield(minting)
+
+    async def _mint_for(self, visitor: str) -> str:
+        known = await self.get(visitor)
+        if known:
+            return known
         minted = await self.mint()
-        if visitor:
-            await self.remember(visitor, minted)
-        return minted
+        # Keep an id that arrived while minting (a login's carry-over wins over a fresh mint).
+        kept = await self.store.write(partial(_put_new, visitor=visitor, browser_id=minted))
+        self._cache[visitor] = kept
+        return kept
 
     async def carry_over(self, anonymous: str, registered: str) -> str | None:
         """Give the registered visitor the anonymous visitor's id; returns it (None if none)."""

@@ -95,6 +95,7 @@ class TrackingService:
         ]
         self.sweep_every = sweep_every or min(60.0, settings.abandon_after / 4)
         self._background: set[asyncio.Task[Any]] = set()
+        self._settling: dict[str, asyncio.Future[None]] = {}  # last unsettled event per visitor
         self._sweeper: asyncio.Task[None] | None = None
         self._running = False
 
@@ -204,6 +205,8 @@ class TrackingService:
     def _settles_now(self, event: Event, token: str | None) -> bool:
         if event.previous_visitor or (token and event.type in _HYDRATED):
             return False
+        if event.visitor in self._settling:  # an earlier event of this visitor is settling
+            return False
         event.browser_id = event.browser_id or self.browser_ids.cached(event.visitor)
         return bool(event.browser_id) and event.browser_id == self.browser_ids.cached(event.visitor)
 
@@ -254,7 +257,27 @@ class TrackingService:
             dispatcher.wake()
 
     async def _finish(self, seq: int, event: Event, token: str | None) -> None:
-        """Hydrate, settle identity, remember, release. Each step fails open."""
+        """Hydrate, then settle in record order per visitor; see `_hydrate_and_settle`."""
+        key = event.visitor
+        if key is None:
+            await self._hydrate_and_settle(seq, event, token, None)
+            return
+        earlier = self._settling.get(key)
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settling[key] = turn
+        try:
+            await self._hydrate_and_settle(seq, event, token, earlier)
+        finally:
+            turn.set_result(None)
+            if self._settling.get(key) is turn:
+                del self._settling[key]
+
+    async def _hydrate_and_settle(
+        self, seq: int, event: Event, token: str | None, earlier: asyncio.Future[None] | None
+    ) -> None:
+        """Hydrate (concurrently), then settle the browser id and release the event only after
+        the visitor's earlier events did, so a login's carry-over reaches the events after it.
+        Each step fails open."""
         if token:
             try:
                 await hydrate(event, token, self.upstream, self.settings.upstream_timeout)
@@ -266,6 +289,8 @@ class TrackingService:
                 self.counts["hydration_errors"] += 1
                 log.exception("tracking: hydration failed for %s", event.type)
         del token
+        if earlier is not None:
+            await asyncio.shield(earlier)
         try:
             await self._settle_browser(event)
         except Exception:  # noqa: BLE001 - fail open: CDP mints at delivery
