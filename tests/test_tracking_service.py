@@ -383,7 +383,11 @@ async def test_concurrent_first_events_of_a_visitor_share_one_minted_browser_id(
         make_call("GET", "/v1/me/products/p1", visitor=ANON, bearer=ANON_TOKEN),
         make_call("GET", "/v1/me/products/p2", visitor=ANON, bearer=ANON_TOKEN),
     ]
-    bodies = [answer({"Items": [], "Meta": {"TotalCount": 0}}), answer({"ID": "p1"}), answer({"ID": "p2"})]
+    bodies = [
+        answer({"Items": [], "Meta": {"TotalCount": 0}}),
+        answer({"ID": "p1"}),
+        answer({"ID": "p2"}),
+    ]
     await asyncio.gather(*(rig.service.record(c, 200, b) for c, b in zip(calls, bodies)))
     await rig.drained()
     assert len({h["browser_id"] for h in rig.hook()}) == 1

@@ -45,6 +45,7 @@ def events_for(
     ids = call.operation.ids
     answer = _json(body)
     visitor = call.visitor
+    headers = _headers(call)
 
     def event(type_: str, **data: Any) -> Event:
         return Event(
@@ -52,8 +53,8 @@ def events_for(
             visitor=visitor.id if visitor else None,
             anonymous=visitor.anonymous if visitor else True,
             occurred_at=call.received_at,
-            browser_id=browser_hint(call, client_key),
-            context=_context(call),
+            browser_id=_browser_hint(headers, client_key),
+            context=_context(call, headers),
             data=scrub(data),
         )
 
@@ -133,18 +134,32 @@ def anonymous_visitor(query: str) -> str | None:
     return None
 
 
-def browser_hint(call: Call, client_key: str | None) -> str | None:
+_WANTED = frozenset({b"referer", b"origin", b"user-agent", b"x-browser-id", b"cookie"})
+
+
+def _headers(call: Call) -> dict[str, str]:
+    """The few request headers tracking reads, in one pass (cookies joined)."""
+    found: dict[str, str] = {}
+    for name, value in call.headers.raw:
+        name = name.lower()
+        if name in _WANTED:
+            key = name.decode("latin-1")
+            text = value.decode("latin-1")
+            found[key] = f"{found[key]}; {text}" if key in found else text
+    return found
+
+
+def _browser_hint(headers: dict[str, str], client_key: str | None) -> str | None:
     """The storefront's own CDP browser id: `X-Browser-Id`, else the `bid_{clientKey}` cookie."""
-    header = call.headers.get("x-browser-id", "").strip()
+    header = headers.get("x-browser-id", "").strip()
     if header:
         return header
     wanted = f"bid_{client_key}".lower() if client_key else None
-    for cookie in call.headers.getlist("cookie"):
-        for part in cookie.split(";"):
-            name, _, value = part.strip().partition("=")
-            name = name.lower()
-            if value and (name == wanted or (wanted is None and name.startswith("bid_"))):
-                return value.strip('"')
+    for part in headers.get("cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        name = name.lower()
+        if value and (name == wanted or (wanted is None and name.startswith("bid_"))):
+            return value.strip('"')
     return None
 
 
@@ -155,13 +170,14 @@ def bearer_from_answer(body: bytes) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def _context(call: Call) -> dict[str, Any]:
-    headers = call.headers
+def _context(call: Call, headers: dict[str, str]) -> dict[str, Any]:
     referrer = headers.get("referer")
     origin = headers.get("origin")
-    if not origin and referrer and "://" in referrer:
-        scheme, _, rest = referrer.partition("://")
-        origin = f"{scheme}://{rest.split('/', 1)[0]}"
+    if referrer:
+        referrer = scrub(referrer)  # a storefront URL may carry a token in its query
+        if not origin and "://" in referrer:
+            scheme, _, rest = referrer.partition("://")
+            origin = f"{scheme}://{rest.split('/', 1)[0]}"
     visitor = call.visitor
     context = {
         "ip": call.client,
@@ -172,7 +188,7 @@ def _context(call: Call) -> dict[str, Any]:
         "currency": visitor.currency if visitor else None,
         "email": visitor.email if visitor else None,
     }
-    return scrub({k: v for k, v in context.items() if v})
+    return {k: v for k, v in context.items() if v}
 
 
 def _json(body: bytes) -> Any:
