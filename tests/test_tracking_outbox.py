@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,8 @@ async def test_appended_events_survive_a_reopen(tmp_path: Path) -> None:
     store, box = await opened(tmp_path / "o.db")
     [(again, kept)] = await box.unready()
     assert (again, kept.id) == (seq, first.id)
-    await box.mark_ready(seq, kept)
-    picked, _ = await box.due("cdp", 2.0, (), limit=10, per_key=10)
+    await store.write(partial(outbox.mark_ready, seq=seq, event=kept))
+    picked, _, _ = await box.work("cdp", 2.0, (), limit=10, per_key=10, max_keys=None)
     assert [d.seq for d in picked["v1"]] == [seq]
     assert (await box.stats())["file"] == {"pending": 1, "delivered": 0, "dead": 0}
     store.close()
@@ -80,11 +81,13 @@ async def test_due_holds_a_visitor_behind_its_first_undeliverable_event(tmp_path
         [s] = await box.append([(event(visitor, n), ["cdp"])], 1.0, ready=visitor != "b")
         seqs.append(s)
     await box.failed("cdp", seqs[3], next_at=50.0, error="HTTP 500", dead=False)  # c backs off
-    picked, next_due = await box.due("cdp", 10.0, (), limit=10, per_key=10)
+    picked, next_due, _ = await box.work("cdp", 10.0, (), limit=10, per_key=10, max_keys=None)
     assert {k: [d.seq for d in v] for k, v in picked.items()} == {"a": [seqs[0], seqs[2]]}
     assert next_due == 50.0
-    picked, _ = await box.due("cdp", 60.0, ("a",), limit=10, per_key=10)
+    picked, _, _ = await box.work("cdp", 60.0, ("a",), limit=10, per_key=10, max_keys=None)
     assert list(picked) == ["c"] and picked["c"][0].attempts == 1
+    picked, _, events = await box.work("cdp", 60.0, (), limit=10, per_key=10, max_keys=1)
+    assert list(picked) == ["a"] and sorted(events) == [seqs[0], seqs[2]]
     store.close()
 
 
@@ -98,7 +101,7 @@ async def test_dead_deliveries_are_replayed_with_the_same_event(tmp_path: Path) 
     assert outbox.requeue_dead(conn, 5.0) == 1
     conn.close()
     store, box = await opened(tmp_path / "r.db")
-    picked, _ = await box.due("webhook", 6.0, (), limit=10, per_key=10)
+    picked, _, _ = await box.work("webhook", 6.0, (), limit=10, per_key=10, max_keys=None)
     assert picked["a"][0].seq == seq and picked["a"][0].attempts == 0
     store.close()
 

@@ -219,32 +219,8 @@ class Outbox:
     ) -> list[int]:
         return await self.store.write(partial(append, items=items, now=now, ready=ready))
 
-    async def mark_ready(self, seq: int, event: Event) -> None:
-        await self.store.write(partial(mark_ready, seq=seq, event=event))
-
     async def unready(self) -> list[tuple[int, Event]]:
         return await self.store.read(unready)
-
-    async def due(
-        self,
-        dest: str,
-        now: float,
-        busy: Iterable[str],
-        *,
-        limit: int,
-        per_key: int,
-        max_keys: int | None = None,
-    ) -> tuple[dict[str, list[Due]], float | None]:
-        fn = partial(
-            due,
-            dest=dest,
-            now=now,
-            busy=tuple(busy),
-            limit=limit,
-            per_key=per_key,
-            max_keys=max_keys,
-        )
-        return await self.store.read(fn)
 
     async def work(
         self,
@@ -269,9 +245,6 @@ class Outbox:
 
         busy = tuple(busy)
         return await self.store.read(run)
-
-    async def bodies(self, seqs: Sequence[int]) -> dict[int, Event]:
-        return await self.store.read(partial(bodies, seqs=seqs))
 
     async def delivered(self, dest: str, seqs: Sequence[int]) -> None:
         await self.store.write(partial(delivered, dest=dest, seqs=seqs))
