@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.settings import Settings, load_settings
 from tracking import outbox
 from tracking.store import connect
 
 
 def register(subparsers: Any) -> None:
-    """Add the `events` command group to the CLI's subparsers."""
+    """Add the `events` command group; each sets `func(args, settings=None)`."""
     events = subparsers.add_parser("events", help="tracking outbox: stats, tail, replay")
     commands = events.add_subparsers(dest="events_command", required=True)
 
@@ -51,23 +52,21 @@ def _store_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _store(args: argparse.Namespace) -> Path:
+def _store(args: argparse.Namespace, settings: Settings | None) -> Path:
     if args.store is not None:
         return Path(args.store)
-    from gateway.settings import load_settings
-
-    return load_settings().store
+    return (settings or load_settings()).store
 
 
-def _open(args: argparse.Namespace) -> Any:
-    path = _store(args)
+def _open(args: argparse.Namespace, settings: Settings | None) -> Any:
+    path = _store(args, settings)
     if not path.exists():
         raise SystemExit(f"no store at {path}")
     return connect(path)
 
 
-def run_stats(args: argparse.Namespace) -> int:
-    conn = _open(args)
+def run_stats(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    conn = _open(args, settings)
     try:
         table = outbox.stats(conn)
     finally:
@@ -82,8 +81,8 @@ def run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_tail(args: argparse.Namespace) -> int:
-    conn = _open(args)
+def run_tail(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    conn = _open(args, settings)
     try:
         last = 0
         for seq, event in outbox.recent(conn, args.n):
@@ -101,8 +100,8 @@ def run_tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_replay(args: argparse.Namespace) -> int:
-    conn = _open(args)
+def run_replay(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    conn = _open(args, settings)
     try:
         count = outbox.requeue_dead(conn, time.time(), args.destination)
     finally:
