@@ -94,6 +94,8 @@ class TrackingService:
             Dispatcher(self.outbox, d, make_policy(), clock=clock) for d in self.destinations
         ]
         self.sweep_every = sweep_every or min(60.0, settings.abandon_after / 4)
+        # A visitor's later events wait for this one's hydration: keep that wait short.
+        self._hydrate_timeout = min(10.0, settings.upstream_timeout)
         self._background: set[asyncio.Task[Any]] = set()
         self._settling: dict[str, asyncio.Future[None]] = {}  # last unsettled event per visitor
         self._sweeper: asyncio.Task[None] | None = None
@@ -280,7 +282,7 @@ class TrackingService:
         Each step fails open."""
         if token:
             try:
-                await hydrate(event, token, self.upstream, self.settings.upstream_timeout)
+                await hydrate(event, token, self.upstream, self._hydrate_timeout)
                 if event.visitor is None and self.identity is not None:
                     visitor = await self.identity.visitor(token)
                     if visitor is not None:
