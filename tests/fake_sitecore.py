@@ -1,0 +1,59 @@
+"""A fake Sitecore (CDP Stream API, Send, Discover) and webhook receiver on a real socket."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+
+class FakeSitecore:
+    """Records every request. `/cdp/v1.2/browser/create.json` mints browser ids; everything else
+    answers 201 (CDP) or 200, unless `failures[prefix]` holds statuses to answer first."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.failures: dict[str, list[int]] = {}
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        path: str = scope["path"]
+        with self.lock:
+            planned = next((v for k, v in self.failures.items() if path.startswith(k) and v), None)
+            status = planned.pop(0) if planned else None
+            if status is None:
+                self.requests.append({
+                    "path": path,
+                    "query": scope["query_string"].decode(),
+                    "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
+                    "body": body,
+                })
+        if status is None:
+            status = 201 if path.startswith("/cdp/v1.2/events") else 200
+        if path.startswith("/cdp/v1.2/browser/create.json"):
+            payload = {"status": "OK", "ref": str(uuid.uuid4()), "customer_ref": str(uuid.uuid4())}
+        else:
+            payload = {"status": "OK"}
+        raw = json.dumps(payload).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(raw)).encode())]})
+        await send({"type": "http.response.body", "body": raw})
+
+    def received(self, prefix: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.requests if r["path"].startswith(prefix)]
+
+    def json(self, prefix: str) -> list[Any]:
+        return [json.loads(r["body"]) for r in self.received(prefix) if r["body"]]
