@@ -170,7 +170,8 @@ async def test_login_hydrates_the_user_with_the_new_token(rig: Rig) -> None:
     )
     await rig.service.record(call, 200, answer({"access_token": NEW_TOKEN, "expires_in": 3600}))
     await rig.drained()
-    assert rig.upstream.calls == [("/v1/me", NEW_TOKEN)]
+    assert {token for _, token in rig.upstream.calls} == {NEW_TOKEN}
+    assert "/v1/me" in [path for path, _ in rig.upstream.calls]
     [hook] = rig.hook()
     assert hook["type"] == "sitecore.backbone.messages.sessions.identified"
     assert (hook["visitor"], hook["browser_id"]) == ("b1-jane", "bid-from-storefront")
@@ -393,3 +394,23 @@ async def test_concurrent_first_events_of_a_visitor_share_one_minted_browser_id(
     assert len({h["browser_id"] for h in rig.hook()}) == 1
     creates = [r for r in rig.sinks["cdp.test"].requests if r.url.path.endswith("create.json")]
     assert len(creates) == 1
+
+
+async def test_login_seeds_the_profile_with_ordercloud_history_and_views_add_categories(
+    rig: Rig,
+) -> None:
+    history = {"Meta": {"TotalCount": 3}, "Items": [{"Total": 100.0}, {"Total": 250.5}, {"Total": 50}]}
+    rig.upstream.routes["/v1/me/orders?Status=!Unsubmitted&sortBy=!DateSubmitted&pageSize=100"] = (
+        200, history)
+    rig.upstream.routes["/v1/me/categories?productID=p1&depth=all&pageSize=100"] = (
+        200, {"Items": [{"ID": "mens-watches"}, {"ID": "watches"}]})
+    login = make_call("POST", "/oauth/token", visitor=None, bearer=None,
+                      body=b"grant_type=password&username=jane&password=s3cret&client_id=c1")
+    await rig.service.record(login, 200, answer({"access_token": NEW_TOKEN}))
+    view = make_call("GET", "/v1/me/products/p1", visitor=JANE, bearer=NEW_TOKEN)
+    await rig.service.record(view, 200, answer({"ID": "p1", "Name": "P1"}))
+    await rig.drained()
+    profile = await rig.service.profiles.get("b1-jane")
+    assert profile is not None
+    assert (profile.orders, profile.spent) == (3, 400.5)
+    assert profile.viewed_categories == ["mens-watches", "watches"]

@@ -35,9 +35,20 @@ async def hydrate(event: Event, token: str, upstream: Upstream, timeout: float =
         return scrub(body) if 200 <= status < 300 else None
 
     if event.type == ev.IDENTIFIED:
-        user = await get("/v1/me")
+        user, orders = await asyncio.gather(get("/v1/me"), get(_HISTORY))
         if isinstance(user, dict):
             apply_user(event, user)
+        if isinstance(orders, dict):
+            event.data["history"] = _history(orders)
+    elif event.type == ev.PRODUCT_VIEWED:
+        product_id = (event.data.get("product") or {}).get("ID")
+        if product_id:
+            found = await get(f"/v1/me/categories?productID={quote(str(product_id), safe='')}"
+                              "&depth=all&pageSize=100")
+            if isinstance(found, dict):
+                event.data["categories"] = [
+                    c["ID"] for c in found.get("Items") or [] if isinstance(c, dict) and c.get("ID")
+                ]
     elif event.type in (ev.LINE_ADDED, ev.LINE_UPDATED):
         order = await get(_order_path(event))
         if isinstance(order, dict):
@@ -106,6 +117,21 @@ async def _all_lines(base: str, get: Any) -> list[dict[str, Any]] | None:
         if page >= pages:
             break
     return lines
+
+
+# The shopper's submitted orders (newest first), so segments such as "repeat customer" know the
+# history OrderCloud holds, not only what the gateway saw since it was deployed.
+_HISTORY = "/v1/me/orders?Status=!Unsubmitted&sortBy=!DateSubmitted&pageSize=100"
+
+
+def _history(page: dict[str, Any]) -> dict[str, Any]:
+    """Order count and amount spent from a ListPage of the shopper's submitted orders."""
+    orders = [o for o in page.get("Items") or [] if isinstance(o, dict)]
+    count = (page.get("Meta") or {}).get("TotalCount")
+    return {
+        "orders": count if isinstance(count, int) else len(orders),
+        "spent": round(sum(float(o.get("Total") or 0) for o in orders), 2),
+    }
 
 
 def _order_path(event: Event) -> str:

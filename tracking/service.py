@@ -46,7 +46,9 @@ from tracking.store import Store
 
 log = logging.getLogger(__name__)
 _KEPT_VIEWS = 50
-_HYDRATED = frozenset({ev.IDENTIFIED, ev.LINE_ADDED, ev.LINE_UPDATED, ev.ORDER_SUBMITTED})
+_HYDRATED = frozenset(
+    {ev.IDENTIFIED, ev.PRODUCT_VIEWED, ev.LINE_ADDED, ev.LINE_UPDATED, ev.ORDER_SUBMITTED}
+)
 SCHEMA = outbox.SCHEMA + browserids.SCHEMA + profilestore.SCHEMA + abandon.SCHEMA
 
 
@@ -377,11 +379,18 @@ def _apply(profile: Profile, event: Event, now: float) -> None:
     user = data.get("user") or {}
     buyer = (user.get("Buyer") or {}).get("ID") if isinstance(user, dict) else None
     profile.buyer_id = buyer or profile.buyer_id
-    if event.type == ev.PRODUCT_VIEWED:
+    if event.type == ev.IDENTIFIED and data.get("history"):
+        # OrderCloud's own history counts; orders the gateway saw are part of it.
+        profile.orders = max(profile.orders, int(data["history"].get("orders") or 0))
+        profile.spent = max(profile.spent, float(data["history"].get("spent") or 0))
+    elif event.type == ev.PRODUCT_VIEWED:
         pid = (data.get("product") or {}).get("ID")
         if pid:
             views = [p for p in profile.viewed_products if p != pid] + [str(pid)]
             profile.viewed_products = views[-_KEPT_VIEWS:]
+        for category in data.get("categories") or []:
+            kept = [c for c in profile.viewed_categories if c != category] + [str(category)]
+            profile.viewed_categories = kept[-_KEPT_VIEWS:]
     elif event.type in (ev.LINE_ADDED, ev.LINE_UPDATED):
         pid = (data.get("lineitem") or {}).get("ProductID")
         if pid and pid not in profile.cart_products:
