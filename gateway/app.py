@@ -134,9 +134,21 @@ class Gateway:
             checks["upstream"] = "ok"
         except UpstreamError as exc:
             checks["upstream"] = str(exc)
+        try:
+            await self.tracking.store.read(lambda conn: conn.execute("SELECT 1").fetchone())
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"{type(exc).__name__}: {exc}"
         ready = all(value == "ok" for value in checks.values())
-        body = {"status": "ok" if ready else "unavailable", "checks": checks,
-                "counters": dict(self.proxy.counters)}
+        body = {
+            "status": "ok" if ready else "unavailable",
+            "checks": checks,
+            "counters": {
+                "proxy": dict(self.proxy.counters),
+                "tracking": dict(self.tracking.counts),
+                "decisions": self.decisions.stats,
+            },
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
 

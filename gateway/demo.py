@@ -127,6 +127,9 @@ def _summary(event: dict[str, Any]) -> str:
         return f"{data['table']}/{data['rule']} variant {data['variant']}"
     if event.get("previous_visitor"):
         return f"stitched from {event['previous_visitor']}"
+    if "history" in data:
+        history = data["history"]
+        return f"logged in; {history['orders']} past orders, {history['spent']} spent"
     return ""
 
 

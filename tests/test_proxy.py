@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -27,15 +28,24 @@ def upstream() -> Iterator[tuple[str, FakeUpstream]]:
         yield url, fake
 
 
-def settings(upstream_url: str, **overrides: object) -> Settings:
-    values = dict(upstream_url=upstream_url, tracking=False, max_body_bytes=1_000_000,
-                  upstream_timeout=2.0, cors_origins=["https://shop.example"])
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+    """Makes settings for a test gateway, each with its own store in a temporary folder."""
+    folder = tmp_path_factory.mktemp("stores")
+    numbers = itertools.count()
+
+    def make(upstream_url: str, **overrides: object) -> Settings:
+        values = dict(upstream_url=upstream_url, tracking=False, max_body_bytes=1_000_000,
+                      upstream_timeout=2.0, cors_origins=["https://shop.example"],
+                      store=folder / f"gw-{next(numbers)}.db")
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
 
 
 @pytest.fixture(scope="module")
-def gateway(upstream: tuple[str, FakeUpstream]) -> Iterator[str]:
+def gateway(upstream: tuple[str, FakeUpstream], settings) -> Iterator[str]:
     with running(create_app(settings(upstream[0])), lifespan="on") as url:
         yield url
 
@@ -114,7 +124,7 @@ def test_host_is_the_upstreams_and_forwarded_headers_are_set(upstream, gateway):
     assert header(seen, "x-forwarded-host") == ["evil.example"]
 
 
-def test_untrusted_peer_cannot_spoof_forwarded_for(upstream):
+def test_untrusted_peer_cannot_spoof_forwarded_for(upstream, settings):
     url, fake = upstream
     app = create_app(settings(url, trusted_proxies=["10.9.9.9"]))
     with running(app, lifespan="on") as gw:
@@ -137,7 +147,7 @@ def test_upstream_error_statuses_pass_through(gateway):
     assert response.json() == {"Errors": [{"ErrorCode": "Boom"}]}
 
 
-def test_upstream_down_is_502_in_ordercloud_shape():
+def test_upstream_down_is_502_in_ordercloud_shape(settings):
     app = create_app(settings(f"http://127.0.0.1:{free_port()}"))
     with running(app, lifespan="on") as gw:
         response = httpx.get(gw + "/v1/me")
@@ -147,7 +157,7 @@ def test_upstream_down_is_502_in_ordercloud_shape():
     assert set(error) == {"ErrorCode", "Message", "Data"}
 
 
-def test_upstream_timeout_is_504(upstream):
+def test_upstream_timeout_is_504(upstream, settings):
     app = create_app(settings(upstream[0], upstream_timeout=0.3))
     with running(app, lifespan="on") as gw:
         response = httpx.get(gw + "/v1/slow", timeout=10)
@@ -234,7 +244,7 @@ def test_absolute_form_request_cannot_pick_another_host(upstream, gateway):
     assert header(seen, "host") == [url.removeprefix("http://")]
 
 
-def test_tokens_never_reach_the_logs(upstream, caplog):
+def test_tokens_never_reach_the_logs(upstream, caplog, settings):
     url, _ = upstream
     logging.getLogger("ocgateway.access").setLevel(logging.INFO)
     token = "eyJhbGciOiJSUzI1NiJ9.eyJ1c3IiOiJzZWNyZXQifQ.c2lnbmF0dXJlLXNlY3JldA"
@@ -273,3 +283,20 @@ def test_20mb_answer_streams_without_the_gateway_holding_it(upstream, tmp_path):
         growth_mb = (_peak_rss_kb(process.pid) - before) / 1024
     assert received == 20 * 1024 * 1024
     assert growth_mb < 8, f"gateway peak memory grew {growth_mb:.1f} MB for a 20 MB answer"
+
+
+def test_health_and_readiness(upstream, gateway):
+    assert httpx.get(gateway + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(gateway + "/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"upstream": "ok", "store": "ok"}
+    assert "proxy" in ready.json()["counters"]
+
+
+def test_readiness_fails_when_the_upstream_is_down(settings):
+    app = create_app(settings(f"http://127.0.0.1:{free_port()}"))
+    with running(app, lifespan="on") as gw:
+        ready = httpx.get(gw + "/readyz")
+        assert httpx.get(gw + "/healthz").status_code == 200
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["upstream"] != "ok"
