@@ -8,10 +8,11 @@ raw), so OrderCloud sees what a storefront would have sent.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_plus
+
+import orjson
 
 Pair = tuple[str, str]  # decoded (key, value)
 
@@ -109,7 +110,7 @@ def reorder_for(pin: Sequence[str]) -> Callable[[bytes], bytes]:
     rank = {item_id: i for i, item_id in enumerate(pin)}
 
     def reorder(body: bytes) -> bytes:
-        page = json.loads(body)
+        page = orjson.loads(body)
         items = page.get("Items") if isinstance(page, dict) else None
         if not isinstance(items, list):
             return body
@@ -122,6 +123,6 @@ def reorder_for(pin: Sequence[str]) -> Callable[[bytes], bytes]:
             ),
         )
         page["Items"] = [item for _, item in keyed]
-        return json.dumps(page, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return orjson.dumps(page)
 
     return reorder

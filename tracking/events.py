@@ -7,11 +7,12 @@ them with `sitecore.backbone.messages.`).
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 IDENTIFIED = "sessions.identified"
 PRODUCT_VIEWED = "products.viewed"
@@ -66,11 +67,11 @@ class Event:
 
     def to_json(self) -> str:
         fields = {name: getattr(self, name) for name in _FIELDS}  # not asdict: no deep copy
-        return json.dumps(fields, separators=(",", ":"), default=str)
+        return orjson.dumps(fields, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
     @classmethod
     def from_json(cls, text: str) -> Event:
-        return cls(**json.loads(text))
+        return cls(**orjson.loads(text))
 
 
 _FIELDS = tuple(f.name for f in fields(Event))

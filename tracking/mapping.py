@@ -6,11 +6,11 @@ is added later by `hydrate`; this module only reads the call, its request body a
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qsl
 
 import jwt
+import orjson
 
 from gateway import operations as ops
 from gateway.call import Call
@@ -195,6 +195,6 @@ def _json(body: bytes) -> Any:
     if not body:
         return None
     try:
-        return json.loads(body.decode("utf-8-sig"))
+        return orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
     except (ValueError, UnicodeDecodeError):
         return None

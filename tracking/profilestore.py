@@ -6,10 +6,10 @@ look-up for active visitors.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from functools import partial
 
+import orjson
 from cachetools import LRUCache
 
 from tracking.profiles import Profile
@@ -27,7 +27,7 @@ def load(conn: sqlite3.Connection, visitor_id: str) -> Profile | None:
     row = conn.execute("SELECT body FROM profiles WHERE visitor = ?", (visitor_id,)).fetchone()
     if row is None:
         return None
-    fields = json.loads(row[0])
+    fields = orjson.loads(row[0])
     known = set(Profile.__dataclass_fields__)
     return Profile(**{k: v for k, v in fields.items() if k in known})
 
@@ -36,7 +36,7 @@ def save(conn: sqlite3.Connection, profile: Profile) -> None:
     conn.execute(
         "INSERT INTO profiles (visitor, body) VALUES (?, ?)"
         " ON CONFLICT (visitor) DO UPDATE SET body = excluded.body",
-        (profile.visitor_id, json.dumps({name: getattr(profile, name) for name in _FIELDS})),
+        (profile.visitor_id, orjson.dumps({name: getattr(profile, name) for name in _FIELDS}).decode()),
     )
 
 
