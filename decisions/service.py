@@ -384,12 +384,12 @@ class DecisionService:
         except Exception:
             self._counts["exposure_write_errors"] += 1
             log.exception("decision exposures: store write failed (%d lost)", len(events))
-        for event in events:
-            try:
-                await self.emit(event)
-            except Exception:
-                self._counts["emit_errors"] += 1
-                log.exception("decision exposures: emit failed")
+        # Concurrently, so the tracker's group commit takes the whole batch in one transaction.
+        outcomes = await asyncio.gather(*(self.emit(e) for e in events), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            self._counts["emit_errors"] += len(failures)
+            log.error("decision exposures: %d emits failed: %r", len(failures), failures[0])
 
     async def _every(self, interval: float, job: Callable[[], Awaitable[None]]) -> None:
         while True:

@@ -414,3 +414,13 @@ async def test_login_seeds_the_profile_with_ordercloud_history_and_views_add_cat
     assert profile is not None
     assert (profile.orders, profile.spent) == (3, 400.5)
     assert profile.viewed_categories == ["mens-watches", "watches"]
+
+
+async def test_a_products_categories_are_looked_up_once_even_when_it_has_none(rig: Rig) -> None:
+    for _ in range(3):
+        view = make_call("GET", "/v1/me/products/p2", visitor=JANE, bearer=NEW_TOKEN)
+        await rig.service.record(view, 200, answer({"ID": "p2", "Name": "P2"}))
+        await rig.drained()
+    lookups = [path for path, _ in rig.upstream.calls if path.startswith("/v1/me/categories")]
+    assert lookups == ["/v1/me/categories?productID=p2&depth=all&pageSize=100"]
+    assert [e["payload"].get("categories") for e in rig.hook()] == [[], [], []]

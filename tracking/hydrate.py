@@ -45,10 +45,11 @@ async def hydrate(event: Event, token: str, upstream: Upstream, timeout: float =
         if product_id:
             found = await get(f"/v1/me/categories?productID={quote(str(product_id), safe='')}"
                               "&depth=all&pageSize=100")
-            if isinstance(found, dict):
-                event.data["categories"] = [
-                    c["ID"] for c in found.get("Items") or [] if isinstance(c, dict) and c.get("ID")
-                ]
+            items = found.get("Items") if isinstance(found, dict) else None
+            # No list (e.g. a 404) means no categories known: remembered like any answer.
+            event.data["categories"] = [
+                c["ID"] for c in items or [] if isinstance(c, dict) and c.get("ID")
+            ]
     elif event.type in (ev.LINE_ADDED, ev.LINE_UPDATED):
         order = await get(_order_path(event))
         if isinstance(order, dict):

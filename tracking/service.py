@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
+from cachetools import TTLCache
 
 from gateway import operations as ops
 from gateway.call import Call
@@ -99,6 +100,7 @@ class TrackingService:
         # A visitor's later events wait for this one's hydration: keep that wait short.
         self._hydrate_timeout = min(10.0, settings.upstream_timeout)
         self._background: set[asyncio.Task[Any]] = set()
+        self._categories: TTLCache[str, list[str]] = TTLCache(maxsize=20_000, ttl=600)
         self._settling: dict[str, asyncio.Future[None]] = {}  # last unsettled event per visitor
         self._sweeper: asyncio.Task[None] | None = None
         self._running = False
@@ -207,12 +209,23 @@ class TrackingService:
             self._spawn(self._finish(seq, event, token))
 
     def _settles_now(self, event: Event, token: str | None) -> bool:
-        if event.previous_visitor or (token and event.type in _HYDRATED):
+        if event.previous_visitor or (token and self._needs_network(event)):
             return False
         if event.visitor in self._settling:  # an earlier event of this visitor is settling
             return False
         event.browser_id = event.browser_id or self.browser_ids.cached(event.visitor)
         return bool(event.browser_id) and event.browser_id == self.browser_ids.cached(event.visitor)
+
+    def _needs_network(self, event: Event) -> bool:
+        """Whether hydration must ask OrderCloud; a product's categories are remembered a while."""
+        if event.type not in _HYDRATED:
+            return False
+        if event.type == ev.PRODUCT_VIEWED:
+            known = self._categories.get(str((event.data.get("product") or {}).get("ID")))
+            if known is not None:
+                event.data["categories"] = known
+                return False
+        return True
 
     def _append(
         self, ready: list[Event], later: list[Event], now: float, conn: sqlite3.Connection
@@ -226,6 +239,11 @@ class TrackingService:
     async def emit(self, event: Event) -> None:
         """Record an event made elsewhere (decision exposures); same durability as `record`."""
         if not self._running:
+            return
+        if self._settles_now(event, None):
+            await self.store.write(partial(self._append, [event], [], self.clock()))
+            self.counts["recorded"] += 1
+            self._wake()
             return
         seqs = await self.outbox.append([(event, self._routes(event))], self.clock())
         self.counts["recorded"] += 1
@@ -285,6 +303,9 @@ class TrackingService:
         if token:
             try:
                 await hydrate(event, token, self.upstream, self._hydrate_timeout)
+                if event.type == ev.PRODUCT_VIEWED and "categories" in event.data:
+                    product = str((event.data.get("product") or {}).get("ID"))
+                    self._categories[product] = event.data["categories"]
                 if event.visitor is None and self.identity is not None:
                     visitor = await self.identity.visitor(token)
                     if visitor is not None:

@@ -42,7 +42,6 @@ class Store:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._reader: sqlite3.Connection | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.commits = 0
@@ -77,14 +76,9 @@ class Store:
             raise RuntimeError("tracking store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if not self._pending:  # hand over everything written in this loop iteration at once
-            loop.call_soon(self._hand_over, loop)
-        self._pending.append((fn, future))
+        # Straight to the writer: whatever queues up while it commits goes in its next batch.
+        self._queue.put(([(fn, future)], loop))
         return await future
-
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        work, self._pending = self._pending, []
-        self._queue.put((work, loop))
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._pool is not None and self._reader is not None, "store not open"
