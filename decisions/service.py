@@ -70,7 +70,7 @@ class DecisionService:
         http_client: httpx.AsyncClient | None = None,
         *,
         watch_interval: float = 1.0,
-        flush_interval: float = 1.0,
+        flush_interval: float = 0.2,
     ) -> None:
         self.settings = settings
         self.profiles = profiles
