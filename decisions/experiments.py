@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from decisions.store import ORDERS_SOURCE, VersionStore
+from decisions.store import NO_ORDERS, ORDERS_SOURCE, VersionStore
 
 EXPOSURE = "decision.exposed"
 
@@ -61,7 +61,7 @@ def rows_of(events: list[dict[str, Any]]) -> list[tuple[float, str, str, str, st
     ]
 
 
-REPORT_SQL = f"""
+REPORT_SQL = """
 WITH firsts AS (
     SELECT table_id, rule_id, variant, visitor_id, MIN(at) AS first_at, COUNT(*) AS n
     FROM decision_exposures GROUP BY table_id, rule_id, variant, visitor_id
@@ -69,7 +69,7 @@ WITH firsts AS (
     SELECT f.table_id, f.rule_id, f.variant, f.visitor_id, f.n,
            COUNT(DISTINCT o.order_id) AS orders, COALESCE(SUM(o.total), 0) AS revenue
     FROM firsts f
-    LEFT JOIN {ORDERS_SOURCE} o ON o.visitor_id = f.visitor_id AND o.submitted_at >= f.first_at
+    LEFT JOIN {orders} o ON o.visitor_id = f.visitor_id AND o.submitted_at >= f.first_at
     GROUP BY f.table_id, f.rule_id, f.variant, f.visitor_id
 )
 SELECT table_id, rule_id, variant, SUM(n) AS exposures, COUNT(*) AS visitors,
@@ -81,8 +81,9 @@ FROM per_visitor GROUP BY table_id, rule_id, variant ORDER BY table_id, rule_id,
 def report(store: VersionStore) -> list[dict[str, Any]]:
     """Per (table, rule, variant): exposures, visitors, converted visitors, orders and revenue
     counted from each visitor's first exposure on."""
+    orders = ORDERS_SOURCE if store.has(ORDERS_SOURCE) else NO_ORDERS
     out = []
-    for row in store.query(REPORT_SQL):
+    for row in store.query(REPORT_SQL.format(orders=orders)):
         item = dict(row)
         item["conversion_rate"] = (
             round(item["converted"] / item["visitors"], 4) if item["visitors"] else 0.0

@@ -37,17 +37,10 @@ CREATE TABLE IF NOT EXISTS decision_exposures (
 CREATE INDEX IF NOT EXISTS decision_exposures_by_rule ON decision_exposures (table_id, rule_id, variant);
 """
 
-# Conversions come from submitted orders. The tracker (or a view the lead defines over the
-# tracker's own table) provides `decision_orders`; an empty table stands in until then.
+# Conversions come from submitted orders: the tracker defines `decision_orders` (visitor_id,
+# order_id, total, submitted_at) as a view over its outbox. Without a tracker there are none.
 ORDERS_SOURCE = "decision_orders"
-ORDERS_FALLBACK = f"""
-CREATE TABLE {ORDERS_SOURCE} (
-    visitor_id TEXT NOT NULL,
-    order_id TEXT NOT NULL,
-    total REAL NOT NULL DEFAULT 0,
-    submitted_at REAL NOT NULL
-)
-"""
+NO_ORDERS = "(SELECT NULL AS visitor_id, NULL AS order_id, 0.0 AS total, 0.0 AS submitted_at WHERE 0)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +88,11 @@ class VersionStore:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
-            exists = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = ?", (ORDERS_SOURCE,)
-            ).fetchone()
-            if not exists:
-                conn.execute(ORDERS_FALLBACK)
         conn.close()
+
+    def has(self, name: str) -> bool:
+        """Whether a table or view of that name exists (the tracker's `decision_orders`)."""
+        return bool(self.query("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)))
 
     def _version(self, row: sqlite3.Row | None) -> Version | None:
         if row is None:

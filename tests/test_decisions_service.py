@@ -180,6 +180,7 @@ async def test_exposures_are_emitted_stored_and_reported(tmp_path: Path) -> None
     store = service.store
     conn = store._connect()
     with conn:  # the tracker's orders: one before the exposure (not counted), two after
+        conn.execute("CREATE TABLE decision_orders (visitor_id, order_id, total, submitted_at)")
         conn.executemany(
             "INSERT INTO decision_orders VALUES (?, ?, ?, ?)",
             [

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from decisions.experiments import report
 from gateway.app import Gateway, create_app
 from gateway.sandbox import create_app as create_sandbox
 from gateway.sandbox.catalog import CLIENT_ID
@@ -133,3 +134,22 @@ def test_a_failing_decision_fails_open(stack, monkeypatch):
     assert "x-decision" not in response.headers
     assert len(response.json()["Items"]) == 4
     assert app.decisions.stats["errors"] >= 1
+
+
+def test_experiment_report_counts_exposures_and_conversions(stack):
+    gateway, app = stack
+    joe = login(gateway, "joe")
+    assert "newcomer-picks" in httpx.get(gateway + "/v1/me/products", headers=joe).headers["x-decision"]
+    httpx.post(gateway + "/v1/cart/lineitems", headers=joe,
+               json={"ProductID": "p-001", "Quantity": 2}).raise_for_status()
+    total = httpx.post(gateway + "/v1/cart/submit", headers=joe).json()["Total"]
+
+    def joes_row():
+        rows = {(r["table_id"], r["rule_id"]): r for r in report(app.decisions.store)}
+        row = rows.get(("featured-products", "newcomer-picks"))
+        return row if row and row["orders"] else None
+
+    row = wait_for(joes_row)
+    assert row is not None, report(app.decisions.store)
+    assert (row["exposures"], row["visitors"], row["converted"], row["orders"]) == (1, 1, 1, 1)
+    assert row["revenue"] == pytest.approx(total)

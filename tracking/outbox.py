@@ -41,6 +41,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (dest, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (dest, seq) WHERE state = 0;
+-- Submitted orders, for the conversions of `ocgateway experiments report` (decisions/).
+CREATE VIEW IF NOT EXISTS decision_orders AS
+    SELECT visitor AS visitor_id,
+           json_extract(body, '$.data.order.ID') AS order_id,
+           coalesce(json_extract(body, '$.data.order.Total'), 0) AS total,
+           occurred_at AS submitted_at
+    FROM events WHERE type = 'orders.submitted' AND ready = 1;
 """
 
 _PAGE = 500
