@@ -53,15 +53,22 @@ tables:
 }
 
 
-def measure(targets: dict[str, str], calls: dict[str, str], token: str, loader: str,
-            rounds: int, seconds: int) -> dict[str, list[tuple[float, float]]]:
+def measure(
+    targets: dict[str, str],
+    calls: dict[str, str],
+    token: str,
+    loader: str,
+    rounds: int,
+    seconds: int,
+) -> dict[str, list[tuple[float, float]]]:
     """(p50, p99) per round for every target × call; rounds interleave the targets."""
     keys = [(t, c) for t in targets for c in calls]
     results: dict[str, list[tuple[float, float]]] = {f"{t}:{c}": [] for t, c in keys}
     for number in range(rounds):
         for target, call in keys:
             _, p50, p99, errors, non_2xx = proxybench.measure(
-                loader, targets[target] + calls[call], token, 1, seconds, 1 if number == 0 else 0)
+                loader, targets[target] + calls[call], token, 1, seconds, 1 if number == 0 else 0
+            )
             if errors or non_2xx:
                 raise RuntimeError(f"{target} {calls[call]}: {errors} errors, {non_2xx} non-2xx")
             results[f"{target}:{call}"].append((p50, p99))
@@ -69,7 +76,9 @@ def measure(targets: dict[str, str], calls: dict[str, str], token: str, loader: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
     parser.add_argument("--seconds", type=int, default=3, help="load per target, call and round")
     parser.add_argument("--loader", choices=["auto", "wrk", "python"], default="auto")
@@ -84,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         processes = proxybench.Processes(run)
         try:
             key = proxybench.signing_key()
-            upstream, kind = proxybench.start_upstream(processes, run, proxybench.public_jwk(key), False)
+            upstream, kind = proxybench.start_upstream(
+                processes, run, proxybench.public_jwk(key), False
+            )
             token = proxybench.buyer_token(key, upstream)
             settings = {
                 "plain": {},
@@ -95,26 +106,37 @@ def main(argv: list[str] | None = None) -> int:
                 settings[name] = {"OCGW_DECISIONS": str(run / f"{name}.yaml")}
             targets = {}
             for name, env in settings.items():
-                process, port = proxybench.start_target(processes, name, upstream, run, gateway, env)
+                process, port = proxybench.start_target(
+                    processes, name, upstream, run, gateway, env
+                )
                 base = f"http://127.0.0.1:{port}"
                 proxybench.wait_ready(processes, name, process, base + "/healthz", {})
                 targets[name] = base
             calls = {"view": "/v1/me/products/prod-001", "list": "/v1/me/products"}
-            loader = args.loader if args.loader != "auto" else ("wrk" if shutil.which("wrk") else "python")
+            loader = (
+                args.loader
+                if args.loader != "auto"
+                else ("wrk" if shutil.which("wrk") else "python")
+            )
             results = measure(targets, calls, token, loader, args.rounds, args.seconds)
         finally:
             processes.stop_all()
     p50 = {key: statistics.median(v[0] for v in values) for key, values in results.items()}
     p99 = {key: statistics.median(v[1] for v in values) for key, values in results.items()}
-    print(f"upstream: {kind}; load: {loader}, one connection, {args.rounds} interleaved rounds of "
-          f"{args.seconds} s per row (median shown); {os.cpu_count()} CPUs\n")
+    print(
+        f"upstream: {kind}; load: {loader}, one connection, {args.rounds} interleaved rounds of "
+        f"{args.seconds} s per row (median shown); {os.cpu_count()} CPUs\n"
+    )
     print(f"{'gateway':<10} {'call':<28} {'p50 ms':>8} {'p99 ms':>8}")
     for key in results:
         target, call = key.split(":")
         print(f"{target:<10} {calls[call]:<28} {p50[key]:>8.3f} {p99[key]:>8.3f}")
     print("\nadded p50 latency over the plain gateway (target <= 0.5 ms):")
-    rows = [("tracking", "tracked:view", "plain:view"), ("decision (rewrite)", "decided:list", "plain:list"),
-            ("decision (pin + re-order)", "pinned:list", "plain:list")]
+    rows = [
+        ("tracking", "tracked:view", "plain:view"),
+        ("decision (rewrite)", "decided:list", "plain:list"),
+        ("decision (pin + re-order)", "pinned:list", "plain:list"),
+    ]
     for label, measured, baseline in rows:
         added = p50[measured] - p50[baseline]
         verdict = "met" if added <= 0.5 else "NOT met"

@@ -408,5 +408,5 @@ def build_decider(
     emit: Emit,
     http_client: httpx.AsyncClient | None = None,
 ) -> DecisionService:
-    """The lead's entry point: build, then `await start()` on startup and `await stop()` on shutdown."""
+    """The app builds it, then `await start()` on startup and `await stop()` on shutdown."""
     return DecisionService(settings, profiles, emit, http_client)

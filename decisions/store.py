@@ -40,7 +40,9 @@ CREATE INDEX IF NOT EXISTS decision_exposures_by_rule ON decision_exposures (tab
 # Conversions come from submitted orders: the tracker defines `decision_orders` (visitor_id,
 # order_id, total, submitted_at) as a view over its outbox. Without a tracker there are none.
 ORDERS_SOURCE = "decision_orders"
-NO_ORDERS = "(SELECT NULL AS visitor_id, NULL AS order_id, 0.0 AS total, 0.0 AS submitted_at WHERE 0)"
+NO_ORDERS = (
+    "(SELECT NULL AS visitor_id, NULL AS order_id, 0.0 AS total, 0.0 AS submitted_at WHERE 0)"
+)
 
 
 @dataclass(frozen=True, slots=True)

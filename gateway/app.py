@@ -98,8 +98,14 @@ class Gateway:
     async def _emit_exposure(self, exposed: dict[str, Any]) -> None:
         """Decision exposures go through the tracker, with the same durability as any event."""
         await self.tracking.emit(
-            exposure(exposed["visitor_id"], exposed["table"], exposed["rule"], exposed["variant"],
-                     at=exposed["at"], anonymous=exposed["visitor_id"].startswith("anon-"))
+            exposure(
+                exposed["visitor_id"],
+                exposed["table"],
+                exposed["rule"],
+                exposed["variant"],
+                at=exposed["at"],
+                anonymous=exposed["visitor_id"].startswith("anon-"),
+            )
         )
 
     async def stop(self) -> None:
@@ -150,7 +156,6 @@ class Gateway:
             },
         }
         return JSONResponse(body, status_code=200 if ready else 503)
-
 
 
 def create_app(settings: Settings | None = None) -> Gateway:

@@ -11,8 +11,8 @@ import uvicorn
 
 from decisions.commands import register as register_decisions
 from gateway.settings import ConfigError, Settings, load_settings
-from tracking.commands import register as register_tracking
 from tracking import profilestore
+from tracking.commands import register as register_tracking
 from tracking.profiles import ProfileStore
 from tracking.profilestore import SqliteProfileStore
 from tracking.store import Store

@@ -43,7 +43,9 @@ class Shopper:
         if self.token and not path.startswith("/oauth"):
             headers["Authorization"] = f"Bearer {self.token}"
         response = self.client.request(method, path, headers=headers, **kwargs)
-        shown = path.split("anonUserToken=")[0] + ("anonUserToken=…" if "anonUserToken=" in path else "")
+        shown = path.split("anonUserToken=")[0] + (
+            "anonUserToken=…" if "anonUserToken=" in path else ""
+        )
         line = f"  {method:<6} {shown:<52} {response.status_code}"
         _say(f"{line}  {note}" if note else line)
         decision = response.headers.get("x-decision")
@@ -75,18 +77,26 @@ def _journey(gateway: str) -> None:
         found = guest.call("GET", "/v1/me/products?search=chronograph&pageSize=3", "search")
         _say(f"{'':9}found: {_ids(found)}")
         guest.call("GET", "/v1/me/products/p-007", "product page")
-        line = guest.call("POST", "/v1/cart/lineitems", "add to cart",
-                          json={"ProductID": "p-007", "Quantity": 1}).json()
-        guest.call("PATCH", f"/v1/cart/lineitems/{line['ID']}", "quantity 1 → 2",
-                   json={"Quantity": 2})
-        guest.call("POST", "/v1/cart/lineitems", "add another",
-                   json={"ProductID": "p-013", "Quantity": 1})
+        line = guest.call(
+            "POST", "/v1/cart/lineitems", "add to cart", json={"ProductID": "p-007", "Quantity": 1}
+        ).json()
+        guest.call(
+            "PATCH", f"/v1/cart/lineitems/{line['ID']}", "quantity 1 → 2", json={"Quantity": 2}
+        )
+        guest.call(
+            "POST", "/v1/cart/lineitems", "add another", json={"ProductID": "p-013", "Quantity": 1}
+        )
 
         _say("\n2. She logs in as jane (a repeat customer); the gateway stitches her guest journey")
         jane = Shopper(client, "jane")
         jane.token_grant(
-            {"grant_type": "password", "client_id": CLIENT_ID, "username": "jane",
-             "password": "jane-pass", "scope": "Shopper"},
+            {
+                "grant_type": "password",
+                "client_id": CLIENT_ID,
+                "username": "jane",
+                "password": "jane-pass",
+                "scope": "Shopper",
+            },
             "password login",
         )
         jane.call("PUT", f"/v1/me/orders?anonUserToken={anon['access_token']}", "transfer the cart")
@@ -96,8 +106,13 @@ def _journey(gateway: str) -> None:
         _say("\n3. Same storefront calls, two shoppers: jane (repeat customer) and joe (newcomer)")
         joe = Shopper(client, "joe")
         joe.token_grant(
-            {"grant_type": "password", "client_id": CLIENT_ID, "username": "joe",
-             "password": "joe-pass", "scope": "Shopper"},
+            {
+                "grant_type": "password",
+                "client_id": CLIENT_ID,
+                "username": "joe",
+                "password": "joe-pass",
+                "scope": "Shopper",
+            },
             "joe logs in",
         )
         for shopper in (jane, joe):
@@ -117,8 +132,10 @@ def _summary(event: dict[str, Any]) -> str:
         order = data["order"] or {}
         lines = data.get("lineitems") or []
         products = data.get("products") or {}
-        return (f"order {order.get('ID')} total {order.get('Total')}: {len(lines)} line items, "
-                f"{len(products)} products and the user hydrated")
+        return (
+            f"order {order.get('ID')} total {order.get('Total')}: {len(lines)} line items, "
+            f"{len(products)} products and the user hydrated"
+        )
     if "product" in data:
         return str((data["product"] or {}).get("ID"))
     if "search" in data:
@@ -169,7 +186,9 @@ def run() -> int:
         _say(f"\n4. Events the gateway delivered (JSON lines destination), {len(events)} in all")
         for event in events:
             browser = (event.get("browser_id") or "")[:8]
-            _say(f"  {event['type']:<22} {event.get('visitor') or '-':<28} bid {browser:<8}  "
-                 f"{_summary(event)}")
+            _say(
+                f"  {event['type']:<22} {event.get('visitor') or '-':<28} bid {browser:<8}  "
+                f"{_summary(event)}"
+            )
         _say("\nNo browser beacon was involved: every event came from the OrderCloud calls above.")
     return 0

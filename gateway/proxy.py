@@ -98,9 +98,7 @@ class Proxy:
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         query = scope["query_string"].decode("latin-1")
         status = await self._handle(scope, receive, send, method, raw_path, query)
-        log_request(
-            method, raw_path, query, status, (time.perf_counter() - started) * 1000, None
-        )
+        log_request(method, raw_path, query, status, (time.perf_counter() - started) * 1000, None)
 
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, method: str, raw_path: str, query: str
@@ -238,7 +236,9 @@ class Proxy:
             size += len(chunk)
             if size > _BUFFER_LIMIT:  # too big to inspect: pass it on untouched
                 await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
+                )
                 async for rest in stream:
                     await send({"type": "http.response.body", "body": rest, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
@@ -313,7 +313,9 @@ def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes
     return [(k.lower(), v) for k, v in raw if k.lower() not in drop]
 
 
-def _personalized(headers: list[tuple[bytes, bytes]], decision: Decision) -> list[tuple[bytes, bytes]]:
+def _personalized(
+    headers: list[tuple[bytes, bytes]], decision: Decision
+) -> list[tuple[bytes, bytes]]:
     kept = [(k, v) for k, v in headers if k not in (b"cache-control", b"x-decision")]
     return kept + [
         (b"x-decision", decision.header.encode("latin-1", "replace")),

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(5.0, gt=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="request body limit (413)")
     upstream_connections: int = Field(256, gt=0, description="pooled upstream connections")
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated, or *")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated, or *"
+    )
     verify_tokens: bool = True  # check RS256 signatures with OrderCloud's public keys
     access_log: bool = False  # one line per proxied call, credentials redacted
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -41,10 +41,12 @@ class UpstreamResponse:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(504, "OrderCloud did not answer in time") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(502, f"OrderCloud connection failed: {type(exc).__name__}") from None
+            raise UpstreamError(
+                502, f"OrderCloud connection failed: {type(exc).__name__}"
+            ) from None
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.chunks()])
@@ -108,7 +110,7 @@ class Upstream:
                 allow_redirects=False,
                 compress=None,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(504, "OrderCloud did not answer in time") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(502, f"OrderCloud is unreachable: {type(exc).__name__}") from None
@@ -124,7 +126,7 @@ class Upstream:
             headers.append(("Authorization", f"Bearer {token}"))
         try:
             return await asyncio.wait_for(self._get(path_and_query, headers), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(504, "OrderCloud did not answer in time") from None
 
     async def _get(self, path_and_query: str, headers: list[tuple[str, str]]) -> tuple[int, Any]:

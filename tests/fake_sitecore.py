@@ -33,12 +33,14 @@ class FakeSitecore:
             planned = next((v for k, v in self.failures.items() if path.startswith(k) and v), None)
             status = planned.pop(0) if planned else None
             if status is None:
-                self.requests.append({
-                    "path": path,
-                    "query": scope["query_string"].decode(),
-                    "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
-                    "body": body,
-                })
+                self.requests.append(
+                    {
+                        "path": path,
+                        "query": scope["query_string"].decode(),
+                        "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
+                        "body": body,
+                    }
+                )
         if status is None:
             status = 201 if path.startswith("/cdp/v1.2/events") else 200
         if path.startswith("/cdp/v1.2/browser/create.json"):
@@ -46,9 +48,16 @@ class FakeSitecore:
         else:
             payload = {"status": "OK"}
         raw = json.dumps(payload).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(raw)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(raw)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": raw})
 
     def received(self, prefix: str) -> list[dict[str, Any]]:

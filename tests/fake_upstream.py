@@ -40,9 +40,16 @@ class FakeUpstream:
         if path == "/v1/slow":
             await asyncio.sleep(5)
         if path == "/v1/big":
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/octet-stream"),
-                                    (b"content-length", str(320 * len(BIG_CHUNK)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/octet-stream"),
+                        (b"content-length", str(320 * len(BIG_CHUNK)).encode()),
+                    ],
+                }
+            )
             for _ in range(320):
                 await send({"type": "http.response.body", "body": BIG_CHUNK, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
@@ -51,8 +58,17 @@ class FakeUpstream:
             await _reply(send, 200, GZIPPED, [(b"content-encoding", b"gzip")])
             return
         if path == "/v1/hop":
-            await _reply(send, 200, b"{}", [(b"connection", b"x-internal"), (b"x-internal", b"1"),
-                                              (b"keep-alive", b"timeout=5"), (b"x-kept", b"yes")])
+            await _reply(
+                send,
+                200,
+                b"{}",
+                [
+                    (b"connection", b"x-internal"),
+                    (b"x-internal", b"1"),
+                    (b"keep-alive", b"timeout=5"),
+                    (b"x-kept", b"yes"),
+                ],
+            )
             return
         if path.startswith("/v1/status/"):
             status = int(path.rsplit("/", 1)[1])
@@ -64,7 +80,15 @@ class FakeUpstream:
 
 
 async def _reply(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -15,18 +15,31 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
+
 @contextmanager
-def gateway_process(env: dict[str, str], workers: int = 1) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def gateway_process(
+    env: dict[str, str], workers: int = 1
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run `ocgateway serve` as a real process; yield (base URL, process)."""
     port = free_port()
     full_env = {**os.environ, **env}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=full_env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -45,6 +58,7 @@ def gateway_process(env: dict[str, str], workers: int = 1) -> Iterator[tuple[str
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, 9)
                 process.wait()
+
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + 20

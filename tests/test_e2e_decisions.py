@@ -27,18 +27,29 @@ def stack(tmp_path: Path) -> Iterator[tuple[str, Gateway]]:
     tables = tmp_path / "tables.yaml"
     tables.write_text(DEMO_TABLES)
     with running(create_sandbox()) as sandbox:
-        settings = Settings(upstream_url=sandbox, store=tmp_path / "gw.db",  # type: ignore[arg-type]
-                            events_file=tmp_path / "events.jsonl", decisions=tables,
-                            admin_token="admin-secret")
+        settings = Settings(
+            upstream_url=sandbox,
+            store=tmp_path / "gw.db",  # type: ignore[arg-type]
+            events_file=tmp_path / "events.jsonl",
+            decisions=tables,
+            admin_token="admin-secret",
+        )
         app = create_app(settings)
         with running(app, lifespan="on") as gateway:
             yield gateway, app
 
 
 def login(gateway: str, username: str) -> dict[str, str]:
-    answer = httpx.post(gateway + "/oauth/token", data={
-        "grant_type": "password", "client_id": CLIENT_ID, "username": username,
-        "password": f"{username}-pass", "scope": "Shopper"}).json()
+    answer = httpx.post(
+        gateway + "/oauth/token",
+        data={
+            "grant_type": "password",
+            "client_id": CLIENT_ID,
+            "username": username,
+            "password": f"{username}-pass",
+            "scope": "Shopper",
+        },
+    ).json()
     return {"Authorization": f"Bearer {answer['access_token']}"}
 
 
@@ -60,8 +71,9 @@ def test_repeat_customer_and_newcomer_get_different_lists(stack):
     joe = login(gateway, "joe")
     gus = login(gateway, "gus")
     for _ in range(2):  # gus becomes a repeat customer through what the gateway sees
-        httpx.post(gateway + "/v1/cart/lineitems", headers=gus,
-                   json={"ProductID": "p-002", "Quantity": 1}).raise_for_status()
+        httpx.post(
+            gateway + "/v1/cart/lineitems", headers=gus, json={"ProductID": "p-002", "Quantity": 1}
+        ).raise_for_status()
         httpx.post(gateway + "/v1/cart/submit", headers=gus).raise_for_status()
 
     def gus_promotions() -> httpx.Response | None:
@@ -139,9 +151,13 @@ def test_a_failing_decision_fails_open(stack, monkeypatch):
 def test_experiment_report_counts_exposures_and_conversions(stack):
     gateway, app = stack
     joe = login(gateway, "joe")
-    assert "newcomer-picks" in httpx.get(gateway + "/v1/me/products", headers=joe).headers["x-decision"]
-    httpx.post(gateway + "/v1/cart/lineitems", headers=joe,
-               json={"ProductID": "p-001", "Quantity": 2}).raise_for_status()
+    assert (
+        "newcomer-picks"
+        in httpx.get(gateway + "/v1/me/products", headers=joe).headers["x-decision"]
+    )
+    httpx.post(
+        gateway + "/v1/cart/lineitems", headers=joe, json={"ProductID": "p-001", "Quantity": 2}
+    ).raise_for_status()
     total = httpx.post(gateway + "/v1/cart/submit", headers=joe).json()["Total"]
 
     def joes_row():

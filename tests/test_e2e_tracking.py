@@ -31,12 +31,18 @@ def stack(tmp_path: Path) -> Iterator[tuple[str, FakeSitecore, Path]]:
     sitecore = FakeSitecore()
     with running(sitecore) as sink, running(create_sandbox()) as sandbox:
         settings = Settings(
-            upstream_url=sandbox, store=tmp_path / "gw.db",  # type: ignore[arg-type]
+            upstream_url=sandbox,
+            store=tmp_path / "gw.db",  # type: ignore[arg-type]
             events_file=tmp_path / "events.jsonl",
-            cdp_url=f"{sink}/cdp", cdp_client_key="ck-test", cdp_pos="shop.example",  # type: ignore[arg-type]
-            send_url=f"{sink}/send", send_site_id="2f6c7a4e-3d2b-4c1a-9e8f-0a1b2c3d4e5f",  # type: ignore[arg-type]
-            discover_url=f"{sink}/discover/events", discover_api_key="01-abc-def",  # type: ignore[arg-type]
-            webhook_url=f"{sink}/hook", webhook_secret=SECRET,  # type: ignore[arg-type]
+            cdp_url=f"{sink}/cdp",
+            cdp_client_key="ck-test",
+            cdp_pos="shop.example",  # type: ignore[arg-type]
+            send_url=f"{sink}/send",
+            send_site_id="2f6c7a4e-3d2b-4c1a-9e8f-0a1b2c3d4e5f",  # type: ignore[arg-type]
+            discover_url=f"{sink}/discover/events",
+            discover_api_key="01-abc-def",  # type: ignore[arg-type]
+            webhook_url=f"{sink}/hook",
+            webhook_secret=SECRET,  # type: ignore[arg-type]
         )
         with running(create_app(settings), lifespan="on") as gateway:
             yield gateway, sitecore, tmp_path
@@ -44,18 +50,27 @@ def stack(tmp_path: Path) -> Iterator[tuple[str, FakeSitecore, Path]]:
 
 class Storefront:
     def __init__(self, gateway: str) -> None:
-        self.http = httpx.Client(base_url=gateway, timeout=10,
-                                 headers={"User-Agent": "Mozilla/5.0 (Storefront test)"})
+        self.http = httpx.Client(
+            base_url=gateway, timeout=10, headers={"User-Agent": "Mozilla/5.0 (Storefront test)"}
+        )
         self.token: str | None = None
 
     def grant(self, **form: str) -> str:
-        response = self.http.post("/oauth/token", data={"client_id": CLIENT_ID, "scope": "Shopper", **form})
+        response = self.http.post(
+            "/oauth/token", data={"client_id": CLIENT_ID, "scope": "Shopper", **form}
+        )
         response.raise_for_status()
         self.token = response.json()["access_token"]
         return self.token
 
-    def __call__(self, method: str, path: str, expect: int | None = None,
-                 headers: dict[str, str] | None = None, **kwargs) -> httpx.Response:
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        expect: int | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs,
+    ) -> httpx.Response:
         sent = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         response = self.http.request(method, path, headers={**sent, **(headers or {})}, **kwargs)
         if expect is not None:
@@ -73,7 +88,9 @@ def wait_for(check, timeout: float = 15.0):
 
 
 def hook_types(sitecore: FakeSitecore) -> list[str]:
-    return [r["headers"]["x-ocgw-event-type"].removeprefix(PREFIX) for r in sitecore.received("/hook")]
+    return [
+        r["headers"]["x-ocgw-event-type"].removeprefix(PREFIX) for r in sitecore.received("/hook")
+    ]
 
 
 def test_every_operation_becomes_events_at_every_destination(stack):
@@ -82,40 +99,71 @@ def test_every_operation_becomes_events_at_every_destination(stack):
     anon = shop.grant(grant_type="client_credentials")
     order_id = unverified_claims(anon)["orderid"]
 
-    shop("GET", "/v1/me/products?search=watch&pageSize=3", 200)                    # searched
-    shop("GET", "/v1/me/products/p-007", 200)                                       # viewed
-    shop("GET", "/v1/me/products/no-such-product", 404)                             # nothing
-    first = shop("POST", f"/v1/orders/Outgoing/{order_id}/lineitems", 201,
-                 json={"ProductID": "p-007", "Quantity": 1}).json()                 # added (orders)
-    second = shop("POST", "/v1/Cart/LineItems", 201,
-                  json={"ProductID": "p-013", "Quantity": 1}).json()                # added (cart, mixed case)
+    shop("GET", "/v1/me/products?search=watch&pageSize=3", 200)  # searched
+    shop("GET", "/v1/me/products/p-007", 200)  # viewed
+    shop("GET", "/v1/me/products/no-such-product", 404)  # nothing
+    first = shop(
+        "POST",
+        f"/v1/orders/Outgoing/{order_id}/lineitems",
+        201,
+        json={"ProductID": "p-007", "Quantity": 1},
+    ).json()  # added (orders)
+    second = shop(
+        "POST", "/v1/Cart/LineItems", 201, json={"ProductID": "p-013", "Quantity": 1}
+    ).json()  # added (cart, mixed case)
     shop("PATCH", f"/v1/cart/lineitems/{first['ID']}", 200, json={"Quantity": 2})  # updated
-    shop("PUT", f"/v1/orders/outgoing/{order_id}/lineitems/{first['ID']}", 200,
-         json={"ProductID": "p-007", "Quantity": 3})                                # updated (orders)
-    shop("DELETE", f"/v1/cart/lineitems/{second['ID']}", 204)                       # removed
+    shop(
+        "PUT",
+        f"/v1/orders/outgoing/{order_id}/lineitems/{first['ID']}",
+        200,
+        json={"ProductID": "p-007", "Quantity": 3},
+    )  # updated (orders)
+    shop("DELETE", f"/v1/cart/lineitems/{second['ID']}", 204)  # removed
     shop("POST", "/v1/cart/lineitems", 201, json={"ProductID": "p-021", "Quantity": 1})
 
-    shop.grant(grant_type="password", username="jane", password="jane-pass")       # identified
-    shop("PUT", f"/v1/me/orders?anonUserToken={anon}", 204)                         # identified + stitched
-    submitted = shop("POST", "/v1/cart/submit", 201).json()                         # submitted (cart)
+    shop.grant(grant_type="password", username="jane", password="jane-pass")  # identified
+    shop("PUT", f"/v1/me/orders?anonUserToken={anon}", 204)  # identified + stitched
+    submitted = shop("POST", "/v1/cart/submit", 201).json()  # submitted (cart)
 
     shop("POST", "/v1/cart/lineitems", 201, json={"ProductID": "p-030", "Quantity": 1})
-    shop("DELETE", "/v1/cart", 204)                                                 # cart cleared
+    shop("DELETE", "/v1/cart", 204)  # cart cleared
     other = shop("POST", "/v1/orders/Outgoing", 201, json={}).json()
-    shop("POST", f"/v1/orders/Outgoing/{other['ID']}/lineitems", 201, json={"ProductID": "p-040", "Quantity": 1})
-    shop("POST", f"/v1/orders/Outgoing/{other['ID']}/submit", 201)                 # submitted (orders)
+    shop(
+        "POST",
+        f"/v1/orders/Outgoing/{other['ID']}/lineitems",
+        201,
+        json={"ProductID": "p-040", "Quantity": 1},
+    )
+    shop("POST", f"/v1/orders/Outgoing/{other['ID']}/submit", 201)  # submitted (orders)
     third = shop("POST", "/v1/orders/Outgoing", 201, json={}).json()
-    shop("DELETE", f"/v1/orders/Outgoing/{third['ID']}", 204)                       # unsubmitted order deleted
+    shop("DELETE", f"/v1/orders/Outgoing/{third['ID']}", 204)  # unsubmitted order deleted
 
     newcomer = Storefront(gateway)
     anon2 = newcomer.grant(grant_type="client_credentials")
-    newcomer("PUT", f"/v1/me/register?anonUserToken={anon2}", 200, json={
-        "Username": "nina", "Password": "nina-pass-1", "FirstName": "Nina", "LastName": "New",
-        "Email": "nina@example.com", "Active": True})                               # identified (register)
+    newcomer(
+        "PUT",
+        f"/v1/me/register?anonUserToken={anon2}",
+        200,
+        json={
+            "Username": "nina",
+            "Password": "nina-pass-1",
+            "FirstName": "Nina",
+            "LastName": "New",
+            "Email": "nina@example.com",
+            "Active": True,
+        },
+    )  # identified (register)
 
-    expected = {"products.searched": 1, "products.viewed": 1, "orders.lines.added": 5,
-                "orders.lines.updated": 2, "orders.lines.removed": 1, "orders.submitted": 2,
-                "orders.cleared": 2, "sessions.identified": 3}
+    expected = {
+        "products.searched": 1,
+        "products.viewed": 1,
+        "orders.lines.added": 5,
+        "orders.lines.updated": 2,
+        "orders.lines.removed": 1,
+        "orders.submitted": 2,
+        "orders.cleared": 2,
+        "sessions.identified": 3,
+    }
 
     def all_arrived() -> bool:
         types = hook_types(sitecore)
@@ -131,8 +179,11 @@ def test_every_operation_becomes_events_at_every_destination(stack):
         digest = hmac.new(SECRET.encode(), request["body"], hashlib.sha256).hexdigest()
         assert request["headers"]["x-ocgw-signature"] == f"sha256={digest}"
         assert request["headers"]["x-ocgw-event-id"] == json.loads(request["body"])["id"]
-    orders = [json.loads(r["body"]) for r in sitecore.received("/hook")
-              if r["headers"]["x-ocgw-event-type"] == PREFIX + "orders.submitted"]
+    orders = [
+        json.loads(r["body"])
+        for r in sitecore.received("/hook")
+        if r["headers"]["x-ocgw-event-type"] == PREFIX + "orders.submitted"
+    ]
     cart_order = next(o for o in orders if o["payload"]["order"]["ID"] == submitted["ID"])
     assert cart_order["visitor"] == "acme-jane"
     assert {li["ProductID"] for li in cart_order["payload"]["lineitems"]} == {"p-007", "p-021"}
@@ -154,11 +205,15 @@ def test_every_operation_becomes_events_at_every_destination(stack):
     send_actions = [b["actionType"] for b in sitecore.json("/send")]
     for action in ("IDENTIFY", "PAGE_VIEWED", "ADDED_TO_ORDER", "ORDER_COMPLETED"):
         assert action in send_actions
-    assert any(r["headers"].get("x-original-user-agent") == "Mozilla/5.0 (Storefront test)"
-               for r in sitecore.received("/send"))
+    assert any(
+        r["headers"].get("x-original-user-agent") == "Mozilla/5.0 (Storefront test)"
+        for r in sitecore.received("/send")
+    )
     assert sitecore.received("/discover/events")
-    everything = b"".join(r["body"] + r["query"].encode() + json.dumps(r["headers"]).encode()
-                          for r in sitecore.requests)
+    everything = b"".join(
+        r["body"] + r["query"].encode() + json.dumps(r["headers"]).encode()
+        for r in sitecore.requests
+    )
     for secret in (anon, anon2, shop.token, b"jane-pass", b"nina-pass-1"):
         secret = secret if isinstance(secret, bytes) else secret.encode()
         assert secret not in everything

@@ -16,16 +16,34 @@ pytestmark = pytest.mark.anyio
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-JWK = {**jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key(), as_dict=True), "kid": "k1", "alg": "RS256"}
-ME = {"ID": "jane", "Username": "jane", "Email": "jane@acme.example", "FirstName": "Jane",
-      "Buyer": {"ID": "acme"}, "Locale": {"Language": "en-US", "Currency": "USD"}}
+JWK = {
+    **jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key(), as_dict=True),
+    "kid": "k1",
+    "alg": "RS256",
+}
+ME = {
+    "ID": "jane",
+    "Username": "jane",
+    "Email": "jane@acme.example",
+    "FirstName": "Jane",
+    "Buyer": {"ID": "acme"},
+    "Locale": {"Language": "en-US", "Currency": "USD"},
+}
 
 
 def token(key: Any = KEY, kid: str | None = "k1", **claims: Any) -> str:
     now = int(time.time())
-    payload = {"usr": "jane", "cid": "client-1", "usrtype": "buyer", "role": ["Shopper"],
-               "iss": "https://auth.ordercloud.io", "aud": "http://upstream", "nbf": now,
-               "exp": now + 600, **claims}
+    payload = {
+        "usr": "jane",
+        "cid": "client-1",
+        "usrtype": "buyer",
+        "role": ["Shopper"],
+        "iss": "https://auth.ordercloud.io",
+        "aud": "http://upstream",
+        "nbf": now,
+        "exp": now + 600,
+        **claims,
+    }
     return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid} if kid else None)
 
 
@@ -49,7 +67,11 @@ async def test_anonymous_token_is_anon_orderid_without_calling_me():
     visitor = await Identity(upstream.get_json).visitor(token(usr="anon-template", orderid="o-42"))
     assert visitor is not None
     assert (visitor.id, visitor.anonymous, visitor.anon_order_id, visitor.verified) == (
-        "anon-o-42", True, "o-42", True)
+        "anon-o-42",
+        True,
+        "o-42",
+        True,
+    )
     assert "/v1/me" not in upstream.calls
 
 
@@ -58,7 +80,11 @@ async def test_registered_token_is_buyer_dash_user_from_me():
     visitor = await Identity(upstream.get_json).visitor(token())
     assert visitor is not None
     assert visitor.id == "acme-jane"
-    assert (visitor.email, visitor.language, visitor.currency) == ("jane@acme.example", "en-US", "USD")
+    assert (visitor.email, visitor.language, visitor.currency) == (
+        "jane@acme.example",
+        "en-US",
+        "USD",
+    )
 
 
 @pytest.mark.parametrize("role, expected", [("Shopper", ("Shopper",)), (["A", "B"], ("A", "B"))])

@@ -35,9 +35,14 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings
     numbers = itertools.count()
 
     def make(upstream_url: str, **overrides: object) -> Settings:
-        values = dict(upstream_url=upstream_url, tracking=False, max_body_bytes=1_000_000,
-                      upstream_timeout=2.0, cors_origins=["https://shop.example"],
-                      store=folder / f"gw-{next(numbers)}.db")
+        values = dict(
+            upstream_url=upstream_url,
+            tracking=False,
+            max_body_bytes=1_000_000,
+            upstream_timeout=2.0,
+            cors_origins=["https://shop.example"],
+            store=folder / f"gw-{next(numbers)}.db",
+        )
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
 
@@ -83,9 +88,13 @@ def test_every_method_passes_through_identically(upstream, gateway, method):
 
 def test_raw_query_survives_byte_for_byte(upstream, gateway):
     _, fake = upstream
-    query = ("ID=a%7Cb%7Cc&xp.Color=!red&xp.Color=!blue&xp.Price=%3E10&Name=Bik*&IsX=false"
-             "&search=bike&searchOn=Name%2Cxp.Color&sortBy=!Name%2CID&page=2&pageSize=100&x=a+b%20c")
-    response = httpx.get(gateway + "/v1/me/products?" + query, headers={"Authorization": "Bearer t"})
+    query = (
+        "ID=a%7Cb%7Cc&xp.Color=!red&xp.Color=!blue&xp.Price=%3E10&Name=Bik*&IsX=false"
+        "&search=bike&searchOn=Name%2Cxp.Color&sortBy=!Name%2CID&page=2&pageSize=100&x=a+b%20c"
+    )
+    response = httpx.get(
+        gateway + "/v1/me/products?" + query, headers={"Authorization": "Bearer t"}
+    )
     assert response.status_code == 200
     assert last(fake)["query"] == query
     assert last(fake)["raw_path"] == "/v1/me/products"
@@ -101,8 +110,14 @@ def test_hop_by_hop_headers_are_dropped_both_ways(upstream, gateway):
     _, fake = upstream
     response = httpx.get(
         gateway + "/v1/hop",
-        headers={"Connection": "keep-alive, X-Secret", "X-Secret": "s", "TE": "trailers",
-                 "Keep-Alive": "timeout=5", "Proxy-Authorization": "Basic x", "X-Other": "o"},
+        headers={
+            "Connection": "keep-alive, X-Secret",
+            "X-Secret": "s",
+            "TE": "trailers",
+            "Keep-Alive": "timeout=5",
+            "Proxy-Authorization": "Basic x",
+            "X-Other": "o",
+        },
     )
     seen = last(fake)
     for name in ("x-secret", "te", "keep-alive", "proxy-authorization"):
@@ -199,8 +214,11 @@ def test_cors_preflight_is_answered_by_the_gateway(upstream, gateway):
     before = len(fake.seen)
     response = httpx.options(
         gateway + "/v1/me/products",
-        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "GET",
-                 "Access-Control-Request-Headers": "authorization, content-type"},
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
     )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == "https://shop.example"
@@ -210,17 +228,29 @@ def test_cors_preflight_is_answered_by_the_gateway(upstream, gateway):
 
 
 def test_cors_refuses_unknown_origins_and_decorates_proxied_answers(gateway):
-    refused = httpx.options(gateway + "/v1/me", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    refused = httpx.options(
+        gateway + "/v1/me",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
     assert refused.status_code == 400
     proxied = httpx.get(gateway + "/v1/echo", headers={"Origin": "https://shop.example"})
     assert proxied.headers["access-control-allow-origin"] == "https://shop.example"
 
 
-@pytest.mark.parametrize("path", [
-    "/v1/../admin", "/v1/%2e%2e/admin", "/v1/me%2Fproducts", "/v1/me/..%2F..%2Fx", "/v1/a\\b",
-    "/admin2", "/etc/passwd", "/v1/%2E%2E/%2E%2E/x", "/v1/.%2e/x",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/../admin",
+        "/v1/%2e%2e/admin",
+        "/v1/me%2Fproducts",
+        "/v1/me/..%2F..%2Fx",
+        "/v1/a\\b",
+        "/admin2",
+        "/etc/passwd",
+        "/v1/%2E%2E/%2E%2E/x",
+        "/v1/.%2e/x",
+    ],
+)
 def test_path_escapes_are_refused_without_calling_upstream(upstream, gateway, path):
     _, fake = upstream
     before = len(fake.seen)
@@ -235,8 +265,10 @@ def test_absolute_form_request_cannot_pick_another_host(upstream, gateway):
     url, fake = upstream
     port = int(gateway.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(b"GET http://evil.example:81/v1/echo HTTP/1.1\r\nHost: evil.example:81\r\n"
-                     b"Connection: close\r\n\r\n")
+        sock.sendall(
+            b"GET http://evil.example:81/v1/echo HTTP/1.1\r\nHost: evil.example:81\r\n"
+            b"Connection: close\r\n\r\n"
+        )
         reply = sock.recv(65536).decode("latin-1")
     assert reply.startswith("HTTP/1.1 200")
     seen = last(fake)
@@ -250,13 +282,22 @@ def test_tokens_never_reach_the_logs(upstream, caplog, settings):
     token = "eyJhbGciOiJSUzI1NiJ9.eyJ1c3IiOiJzZWNyZXQifQ.c2lnbmF0dXJlLXNlY3JldA"
     with caplog.at_level(logging.DEBUG):
         with running(create_app(settings(url)), lifespan="on") as gw:
-            httpx.put(gw + f"/v1/me/orders?anonUserToken={token}&x=1",
-                      headers={"Authorization": f"Bearer {token}"})
-            httpx.post(gw + "/oauth/token", content=f"grant_type=password&username=u&password={token}",
-                       headers={"Authorization": f"Bearer {token}"})
-            httpx.get(gw + f"/v1/me?access_token={token}", headers={"Authorization": f"Bearer {token}"})
+            httpx.put(
+                gw + f"/v1/me/orders?anonUserToken={token}&x=1",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            httpx.post(
+                gw + "/oauth/token",
+                content=f"grant_type=password&username=u&password={token}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            httpx.get(
+                gw + f"/v1/me?access_token={token}", headers={"Authorization": f"Bearer {token}"}
+            )
     # Only the server side's records: the test's own HTTP client logs its URLs too.
-    text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore")))
+    text = "\n".join(
+        r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))
+    )
     assert "/v1/me/orders?anonUserToken=REDACTED&x=1" in text
     assert token not in text
     assert "signature-secret" not in text

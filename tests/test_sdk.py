@@ -20,22 +20,32 @@ from gateway.settings import Settings
 SDK_DIR = Path(__file__).parent / "sdk"
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
-                       reason="node and npm are needed to run the official JavaScript SDK"),
+    pytest.mark.skipif(
+        shutil.which("node") is None or shutil.which("npm") is None,
+        reason="node and npm are needed to run the official JavaScript SDK",
+    ),
 ]
 
 
 @pytest.fixture(scope="module")
 def sdk() -> Path:
     if not (SDK_DIR / "node_modules" / "ordercloud-javascript-sdk").exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-                       cwd=SDK_DIR, check=True, timeout=300)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=SDK_DIR,
+            check=True,
+            timeout=300,
+        )
     return SDK_DIR / "journey.js"
 
 
 def journey(script: Path, base_url: str) -> dict:
-    result = subprocess.run(["node", str(script), base_url, CLIENT_ID, "joe", "joe-pass"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["node", str(script), base_url, CLIENT_ID, "joe", "joe-pass"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

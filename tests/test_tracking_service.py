@@ -101,9 +101,12 @@ class Rig:
             webhook_secret="whsec",
             **settings,
         )
-        fast = lambda: Policy(
-            base_delay=0.001, max_delay=0.01, poll=0.02, breaker=Breaker(threshold=50)
-        )
+
+        def fast() -> Policy:
+            return Policy(
+                base_delay=0.001, max_delay=0.01, poll=0.02, breaker=Breaker(threshold=50)
+            )
+
         self.service = TrackingService(
             self.settings,
             FakeIdentity({NEW_TOKEN: JANE, "jane-token": JANE}),
@@ -399,13 +402,25 @@ async def test_concurrent_first_events_of_a_visitor_share_one_minted_browser_id(
 async def test_login_seeds_the_profile_with_ordercloud_history_and_views_add_categories(
     rig: Rig,
 ) -> None:
-    history = {"Meta": {"TotalCount": 3}, "Items": [{"Total": 100.0}, {"Total": 250.5}, {"Total": 50}]}
+    history = {
+        "Meta": {"TotalCount": 3},
+        "Items": [{"Total": 100.0}, {"Total": 250.5}, {"Total": 50}],
+    }
     rig.upstream.routes["/v1/me/orders?Status=!Unsubmitted&sortBy=!DateSubmitted&pageSize=100"] = (
-        200, history)
+        200,
+        history,
+    )
     rig.upstream.routes["/v1/me/categories?productID=p1&depth=all&pageSize=100"] = (
-        200, {"Items": [{"ID": "mens-watches"}, {"ID": "watches"}]})
-    login = make_call("POST", "/oauth/token", visitor=None, bearer=None,
-                      body=b"grant_type=password&username=jane&password=s3cret&client_id=c1")
+        200,
+        {"Items": [{"ID": "mens-watches"}, {"ID": "watches"}]},
+    )
+    login = make_call(
+        "POST",
+        "/oauth/token",
+        visitor=None,
+        bearer=None,
+        body=b"grant_type=password&username=jane&password=s3cret&client_id=c1",
+    )
     await rig.service.record(login, 200, answer({"access_token": NEW_TOKEN}))
     view = make_call("GET", "/v1/me/products/p1", visitor=JANE, bearer=NEW_TOKEN)
     await rig.service.record(view, 200, answer({"ID": "p1", "Name": "P1"}))

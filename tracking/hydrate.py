@@ -43,8 +43,10 @@ async def hydrate(event: Event, token: str, upstream: Upstream, timeout: float =
     elif event.type == ev.PRODUCT_VIEWED:
         product_id = (event.data.get("product") or {}).get("ID")
         if product_id:
-            found = await get(f"/v1/me/categories?productID={quote(str(product_id), safe='')}"
-                              "&depth=all&pageSize=100")
+            found = await get(
+                f"/v1/me/categories?productID={quote(str(product_id), safe='')}"
+                "&depth=all&pageSize=100"
+            )
             items = found.get("Items") if isinstance(found, dict) else None
             # No list (e.g. a 404) means no categories known: remembered like any answer.
             event.data["categories"] = [

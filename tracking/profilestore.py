@@ -36,7 +36,10 @@ def save(conn: sqlite3.Connection, profile: Profile) -> None:
     conn.execute(
         "INSERT INTO profiles (visitor, body) VALUES (?, ?)"
         " ON CONFLICT (visitor) DO UPDATE SET body = excluded.body",
-        (profile.visitor_id, orjson.dumps({name: getattr(profile, name) for name in _FIELDS}).decode()),
+        (
+            profile.visitor_id,
+            orjson.dumps({name: getattr(profile, name) for name in _FIELDS}).decode(),
+        ),
     )
 
 
