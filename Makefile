@@ -23,6 +23,7 @@ bench: $(BIN)/ocgateway
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/tracking.py
 	$(BIN)/python bench/decisions.py
+	$(BIN)/python bench/hooks.py
 
 serve: $(BIN)/ocgateway
 	$(BIN)/ocgateway serve
