@@ -9,6 +9,8 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from tests.wire import read_body, reply
+
 
 class FakeSitecore:
     """Records every request. `/cdp/v1.2/browser/create.json` mints browser ids; everything else
@@ -22,12 +24,7 @@ class FakeSitecore:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         path: str = scope["path"]
         with self.lock:
             planned = next((v for k, v in self.failures.items() if path.startswith(k) and v), None)
@@ -47,18 +44,7 @@ class FakeSitecore:
             payload = {"status": "OK", "ref": str(uuid.uuid4()), "customer_ref": str(uuid.uuid4())}
         else:
             payload = {"status": "OK"}
-        raw = json.dumps(payload).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(raw)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": raw})
+        await reply(send, status, json.dumps(payload).encode())
 
     def received(self, prefix: str) -> list[dict[str, Any]]:
         with self.lock:

@@ -8,6 +8,8 @@ import json
 
 from starlette.types import Receive, Scope, Send
 
+from tests.wire import read_body, reply
+
 GZIPPED = gzip.compress(b'{"Items":[]}' * 100)
 BIG_CHUNK = b"x" * 65536
 
@@ -22,12 +24,7 @@ class FakeUpstream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         record = {
             "method": scope["method"],
             "raw_path": scope["raw_path"].decode("latin-1"),
@@ -55,10 +52,10 @@ class FakeUpstream:
             await send({"type": "http.response.body", "body": b""})
             return
         if path == "/v1/gzip":
-            await _reply(send, 200, GZIPPED, [(b"content-encoding", b"gzip")])
+            await reply(send, 200, GZIPPED, [(b"content-encoding", b"gzip")])
             return
         if path == "/v1/hop":
-            await _reply(
+            await reply(
                 send,
                 200,
                 b"{}",
@@ -72,23 +69,8 @@ class FakeUpstream:
             return
         if path.startswith("/v1/status/"):
             status = int(path.rsplit("/", 1)[1])
-            await _reply(send, status, json.dumps({"Errors": [{"ErrorCode": "Boom"}]}).encode(), [])
+            await reply(send, status, json.dumps({"Errors": [{"ErrorCode": "Boom"}]}).encode(), [])
             return
         status = 204 if scope["method"] == "DELETE" else 200
         payload = b"" if status == 204 else json.dumps(record).encode()
-        await _reply(send, status, payload, [(b"x-upstream", b"fake"), (b"etag", b'"abc"')])
-
-
-async def _reply(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        await reply(send, status, payload, [(b"x-upstream", b"fake"), (b"etag", b'"abc"')])

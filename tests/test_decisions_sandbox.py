@@ -25,11 +25,6 @@ pytestmark = pytest.mark.anyio
 EXAMPLE = Path(__file__).parent.parent / "examples" / "decisions.yaml"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Profiles:
     """What the tracker would know: Jane's three orders, Joe's none."""
 

@@ -30,11 +30,6 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "decisions.yaml"
 CDP = "http://127.0.0.1:9/cdp"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Profiles:
     def __init__(self, *profiles: Profile) -> None:
         self.by_id = {p.visitor_id: p for p in profiles}

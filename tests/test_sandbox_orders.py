@@ -17,11 +17,6 @@ JSON_EMPTY = {"Content-Type": "application/json", "Content-Length": "0"}
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app())
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:

@@ -47,11 +47,6 @@ CONTEXT = {
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def submitted(**kw: object) -> Event:
     values: dict[str, object] = {
         "type": ev.ORDER_SUBMITTED,

@@ -25,11 +25,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def box(tmp_path: Path):  # type: ignore[no-untyped-def]
     store = Store(tmp_path / "d.db", outbox.SCHEMA)
     store.open()

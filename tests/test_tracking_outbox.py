@@ -18,11 +18,6 @@ from tracking.store import Store, connect
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def event(visitor: str | None, n: int = 0) -> Event:
     return Event(type="products.viewed", visitor=visitor, occurred_at=1000.0 + n, data={"n": n})
 

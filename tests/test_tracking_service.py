@@ -74,11 +74,6 @@ def upstream_routes() -> dict[str, tuple[int, Any]]:
     return routes
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Rig:
     def __init__(
         self, tmp_path: Path, clock: Callable[[], float] = time.time, **settings: Any
