@@ -4,8 +4,9 @@ tracker and decision tables."""
 from __future__ import annotations
 
 import argparse
-import logging
+import logging.config
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -25,14 +26,32 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level="warning" if settings.log_level == "info" else settings.log_level,
-        access_log=False,
-        proxy_headers=False,
+        log_config=log_config(settings),  # applied in every worker process too
+        access_log=False,  # the gateway's own access log redacts credentials
+        proxy_headers=False,  # the proxy handles X-Forwarded-* itself
         server_header=False,
         date_header=False,
         lifespan="on",
     )
     return 0
+
+
+def log_config(settings: Settings) -> dict[str, Any]:
+    """Logging for every command and worker: one format, the configured level, the access log
+    on only when asked for, and outbound HTTP client chatter kept out."""
+    level = settings.log_level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {
+            "ocgateway.access": {"level": "INFO" if settings.access_log else "WARNING"},
+            "httpx": {"level": "WARNING"},
+            "uvicorn": {"level": "WARNING" if level == "INFO" else level},
+        },
+    }
 
 
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
@@ -85,14 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ocgateway: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # outbound calls are ours, not news
-    if settings.access_log:
-        logging.getLogger("ocgateway.access").setLevel(logging.INFO)
-    else:
-        logging.getLogger("ocgateway.access").setLevel(logging.WARNING)
+    logging.config.dictConfig(log_config(settings))
     return int(args.func(args, settings) or 0)
 
 

@@ -341,3 +341,25 @@ def test_readiness_fails_when_the_upstream_is_down(settings):
         assert httpx.get(gw + "/healthz").status_code == 200
     assert ready.status_code == 503
     assert ready.json()["checks"]["upstream"] != "ok"
+
+
+def test_serve_with_two_workers_logs_redacted_access_lines(upstream, tmp_path):
+    url, _ = upstream
+    token = "eyJhbGciOiJub25lIn0.eyJvcmRlcmlkIjoic2VjcmV0In0.c2lnbmF0dXJl"
+    env = {
+        "OCGW_UPSTREAM_URL": url,
+        "OCGW_TRACKING": "false",
+        "OCGW_ACCESS_LOG": "true",
+        "OCGW_STORE": str(tmp_path / "s.db"),
+    }
+    with gateway_process(env, workers=2) as (gw, process):
+        for _ in range(4):  # whichever worker answers, each line must be there and redacted
+            response = httpx.put(
+                gw + f"/v1/me/orders?anonUserToken={token}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.status_code == 200
+        process.terminate()
+        output = process.communicate(timeout=20)[0].decode()
+    assert output.count("PUT /v1/me/orders?anonUserToken=REDACTED 200") == 4, output
+    assert token not in output
