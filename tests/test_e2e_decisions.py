@@ -169,3 +169,24 @@ def test_experiment_report_counts_exposures_and_conversions(stack):
     assert row is not None, report(app.decisions.store)
     assert (row["exposures"], row["visitors"], row["converted"], row["orders"]) == (1, 1, 1, 1)
     assert row["revenue"] == pytest.approx(total)
+
+
+def test_with_tracking_off_exposures_stay_in_the_report_and_nothing_is_delivered(tmp_path):
+    tables = tmp_path / "tables.yaml"
+    tables.write_text(DEMO_TABLES)
+    events = tmp_path / "events.jsonl"
+    with running(create_sandbox()) as sandbox:
+        settings = Settings(
+            upstream_url=sandbox,
+            store=tmp_path / "gw.db",  # type: ignore[arg-type]
+            events_file=events,
+            decisions=tables,
+            tracking=False,
+        )
+        app = create_app(settings)
+        with running(app, lifespan="on") as gateway:
+            joe = login(gateway, "joe")
+            response = httpx.get(gateway + "/v1/me/products", headers=joe)
+            assert "newcomer-picks" in response.headers["x-decision"]
+            assert wait_for(lambda: report(app.decisions.store))
+    assert not events.exists() or events.read_text() == ""

@@ -237,8 +237,9 @@ class TrackingService:
         ), profiles
 
     async def emit(self, event: Event) -> None:
-        """Record an event made elsewhere (decision exposures); same durability as `record`."""
-        if not self._running:
+        """Record an event made elsewhere (decision exposures); same durability as `record`.
+        With tracking switched off nothing leaves the gateway, exposures included."""
+        if not self._running or not self.settings.tracking:
             return
         if self._settles_now(event, None):
             await self.store.write(partial(self._append, [event], [], self.clock()))
