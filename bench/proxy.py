@@ -43,6 +43,17 @@ sys.path.insert(0, str(BENCH))
 import upstream as static_upstream
 
 ROUTES = {"products": "/v1/me/products", "product": "/v1/me/products/prod-007"}
+IDENTITY_ON_TABLES = """
+segments:
+  nobody: { buyer: no-such-buyer }
+tables:
+  - id: identity-on
+    applies_to: me/products
+    rules:
+      - id: never
+        when: { segment: nobody }
+        then: { sortBy: Name }
+"""
 TARGETS = ("direct", "httpx", "aiohttp", "gateway", "gateway-w2")
 LABELS = {
     "direct": "upstream directly",
@@ -529,12 +540,17 @@ def start_target(
     if gateway is None:
         raise Skip("`ocgateway` not found in the venv or on PATH (pass --gateway-cmd)")
     workers = "2" if name == "gateway-w2" else "1"
+    # Identity on: a table applies to me/products but never matches, so every call verifies the
+    # token, resolves the shopper and evaluates the table, and the query goes up unchanged.
+    tables = run / "identity-on.yaml"
+    tables.write_text(IDENTITY_ON_TABLES)
     env = dict(os.environ)
     env.update(
         {
             "OCGW_UPSTREAM_URL": upstream,
             "OCGW_TRACKING": "false",
             "OCGW_STORE": str(run / f"{name}.db"),
+            "OCGW_DECISIONS": str(tables),
             **gateway_env,
         }
     )

@@ -246,6 +246,15 @@ class DecisionService:
 
     # deciding -------------------------------------------------------------------------------
 
+    def applies(self, call: Call) -> bool:
+        live = self.live
+        return (
+            live is not None
+            and call.method.upper() == "GET"
+            and call.operation.kind in ROUTES
+            and bool(live.by_route.get(ROUTES[call.operation.kind]))
+        )
+
     async def decide(self, call: Call) -> Decision | None:
         """The proxy's hook. Fails open: any error means the shopper's query goes unchanged."""
         try:

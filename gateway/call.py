@@ -40,6 +40,10 @@ class Decision:
 
 
 class Decider(Protocol):
+    def applies(self, call: Call) -> bool:
+        """Cheap, synchronous: could a live table rewrite this call? If not, the proxy skips
+        resolving the shopper (no `GET /v1/me`) and forwards the call untouched."""
+
     async def decide(self, call: Call) -> Decision | None:
         """Return how to rewrite this GET list call, or None to forward it unchanged."""
 

@@ -123,7 +123,7 @@ class Proxy:
         call = self._call(scope, method, raw_path, query, headers)
         tracked = call is not None and self.tracker is not None and self._wants(call)
         decision: Decision | None = None
-        if call is not None and self.decider is not None and call.operation.is_list:
+        if call is not None and self.decider is not None and self._applies(call):
             decision = await self._decide(call)
             if decision is not None:
                 query = decision.query
@@ -200,6 +200,13 @@ class Proxy:
             return self.tracker.wants(call)  # type: ignore[union-attr]
         except Exception:
             self._hook_failed("tracking")
+            return False
+
+    def _applies(self, call: Call) -> bool:
+        try:
+            return self.decider.applies(call)  # type: ignore[union-attr]
+        except Exception:
+            self._hook_failed("decisions")
             return False
 
     async def _decide(self, call: Call) -> Decision | None:

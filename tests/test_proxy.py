@@ -7,9 +7,11 @@ import itertools
 import json
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
+import jwt
 import pytest
 
 from gateway.app import create_app
@@ -363,3 +365,27 @@ def test_serve_with_two_workers_logs_redacted_access_lines(upstream, tmp_path):
         output = process.communicate(timeout=20)[0].decode()
     assert output.count("PUT /v1/me/orders?anonUserToken=REDACTED 200") == 4, output
     assert token not in output
+
+
+def test_list_calls_resolve_the_shopper_only_when_a_table_could_apply(upstream, settings, tmp_path):
+    url, fake = upstream
+    token = jwt.encode({"usr": "jane", "exp": int(time.time()) + 600}, "k" * 32, algorithm="HS256")
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def me_calls() -> int:
+        return sum(1 for record in fake.seen if record["raw_path"] == "/v1/me")
+
+    before = me_calls()
+    with running(create_app(settings(url)), lifespan="on") as gw:
+        assert httpx.get(gw + "/v1/me/products", headers=auth).status_code == 200
+    assert me_calls() == before  # no table: nothing to resolve the shopper for
+
+    tables = tmp_path / "tables.yaml"
+    tables.write_text(
+        "tables:\n  - id: t\n    applies_to: me/products\n    rules:\n"
+        "      - id: r\n        then: { sortBy: Name }\n"
+    )
+    with running(create_app(settings(url, decisions=tables)), lifespan="on") as gw:
+        response = httpx.get(gw + "/v1/me/products", headers=auth)
+    assert "table=t;rule=r" in response.headers["x-decision"]
+    assert me_calls() == before + 1

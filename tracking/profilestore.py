@@ -10,7 +10,7 @@ import sqlite3
 from functools import partial
 
 import orjson
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 
 from tracking.profiles import Profile
 from tracking.store import Store
@@ -44,28 +44,36 @@ def save(conn: sqlite3.Connection, profile: Profile) -> None:
 
 
 class SqliteProfileStore:
-    def __init__(self, store: Store, cache_size: int = 50_000) -> None:
+    def __init__(self, store: Store, cache_size: int = 50_000, miss_ttl: float = 5.0) -> None:
         self.store = store
         self._cache: LRUCache[str, Profile] = LRUCache(cache_size)
+        # Visitors with no profile yet (every new shopper) would cost a read per list call;
+        # a short memory of the miss covers them, and a write here replaces it at once.
+        self._missing: TTLCache[str, bool] = TTLCache(cache_size, ttl=miss_ttl)
 
     async def get(self, visitor_id: str) -> Profile | None:
         cached = self._cache.get(visitor_id)
         if cached is not None:
             return _copy(cached)
+        if visitor_id in self._missing:
+            return None
         profile = await self.store.read(partial(load, visitor_id=visitor_id))
         if profile is not None:
             self._cache[visitor_id] = profile
             return _copy(profile)
+        self._missing[visitor_id] = True
         return None
 
     async def put(self, profile: Profile) -> None:
         kept = _copy(profile)
         await self.store.write(partial(save, profile=kept))
         self._cache[profile.visitor_id] = kept
+        self._missing.pop(profile.visitor_id, None)
 
     def cached(self, profile: Profile) -> None:
         """Refresh the cache after a profile was saved inside another transaction."""
         self._cache[profile.visitor_id] = _copy(profile)
+        self._missing.pop(profile.visitor_id, None)
 
 
 _FIELDS = tuple(Profile.__dataclass_fields__)
