@@ -23,15 +23,6 @@ def target(path: str, query: str) -> str:
     return f"{path}?{redact_query(query)}" if query else path
 
 
-def log_request(
-    method: str, path: str, query: str, status: int, elapsed_ms: float, visitor: str | None
-) -> None:
+def log_request(method: str, path: str, query: str, status: int, elapsed_ms: float) -> None:
     if log.isEnabledFor(logging.INFO):
-        log.info(
-            "%s %s %d %.1fms visitor=%s",
-            method,
-            target(path, query),
-            status,
-            elapsed_ms,
-            visitor or "-",
-        )
+        log.info("%s %s %d %.1fms", method, target(path, query), status, elapsed_ms)

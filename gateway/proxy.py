@@ -98,7 +98,7 @@ class Proxy:
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         query = scope["query_string"].decode("latin-1")
         status = await self._handle(scope, receive, send, method, raw_path, query)
-        log_request(method, raw_path, query, status, (time.perf_counter() - started) * 1000, None)
+        log_request(method, raw_path, query, status, (time.perf_counter() - started) * 1000)
 
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, method: str, raw_path: str, query: str
