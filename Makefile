@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: demo test bench serve sandbox clean
 
 $(BIN)/ocgateway: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
