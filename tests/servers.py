@@ -7,13 +7,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -73,3 +75,13 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes] | None = None) -> N
             pass
         time.sleep(0.05)
     raise RuntimeError(f"{url} did not come up")
+
+
+def wait_for(check: Callable[[], T], timeout: float = 15.0) -> T:
+    """Poll `check` until it returns something truthy or `timeout` passes; return its last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)

@@ -17,7 +17,7 @@ from gateway.sandbox import create_app as create_sandbox
 from gateway.sandbox.catalog import CLIENT_ID
 from gateway.serving import serve_in_thread as running
 from tests.fake_sitecore import FakeSitecore
-from tests.servers import gateway_process
+from tests.servers import gateway_process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -82,9 +82,7 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path):
                         ids.setdefault(line["ID"], set()).add(event["id"])
                 return ids
 
-            deadline = time.monotonic() + 60
-            while not acknowledged <= set(delivered()) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for(lambda: acknowledged <= set(delivered()), timeout=60)
             seen = delivered()
 
     missing = acknowledged - set(seen)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -16,6 +15,7 @@ from gateway.sandbox import create_app as create_sandbox
 from gateway.sandbox.catalog import CLIENT_ID
 from gateway.serving import serve_in_thread as running
 from gateway.settings import Settings
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.e2e
 DEMO_TABLES = files("decisions").joinpath("demo.yaml").read_text()
@@ -55,15 +55,6 @@ def login(gateway: str, username: str) -> dict[str, str]:
 
 def ids(response: httpx.Response) -> list[str]:
     return [item["ID"] for item in response.json()["Items"]]
-
-
-def wait_for(check, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
 
 
 def test_repeat_customer_and_newcomer_get_different_lists(stack):

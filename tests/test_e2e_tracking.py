@@ -20,6 +20,7 @@ from gateway.sandbox.catalog import CLIENT_ID
 from gateway.serving import serve_in_thread as running
 from gateway.settings import Settings
 from tests.fake_sitecore import FakeSitecore
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.e2e
 SECRET = "whsec-test"
@@ -76,15 +77,6 @@ class Storefront:
         if expect is not None:
             assert response.status_code == expect, response.text
         return response
-
-
-def wait_for(check, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
 
 
 def hook_types(sitecore: FakeSitecore) -> list[str]:
