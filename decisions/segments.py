@@ -4,23 +4,19 @@ compiled membership tests over it. Pure: no I/O, `now` is an argument.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
 from decisions.models import HourRange, Range, SegmentDef
+from gateway.headers import device_of, user_agent
 from gateway.identity import Visitor
 from tracking.profiles import Profile
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 COUNTRY_HEADERS = ("cf-ipcountry", "x-country", "cloudfront-viewer-country", "x-vercel-ip-country")
-_BOT = re.compile(r"bot|crawl|spider|slurp|headless|curl|wget|python-|httpx|go-http", re.IGNORECASE)
-_TABLET = re.compile(r"ipad|tablet|kindle|silk|playbook", re.IGNORECASE)
-_MOBILE = re.compile(r"mobi|iphone|ipod|android|windows phone", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,20 +42,6 @@ class Facts:
     now: float = 0.0
     weekday: int = 0  # 0 = Monday, UTC
     hour: int = 0  # UTC
-
-
-@lru_cache(maxsize=4096)
-def device_of(user_agent: str) -> str:
-    """A coarse device class; good enough for targeting, not for analytics."""
-    if not user_agent or _BOT.search(user_agent):
-        return "bot"
-    if _TABLET.search(user_agent) or (
-        "android" in user_agent.lower() and "mobile" not in user_agent.lower()
-    ):
-        return "tablet"
-    if _MOBILE.search(user_agent):
-        return "mobile"
-    return "desktop"
 
 
 def facts_for(
@@ -93,7 +75,7 @@ def facts_for(
         language=language,
         currency=(profile.currency if profile else None) or (visitor.currency if visitor else None),
         channel=(headers.get("x-channel") or "web").strip().lower(),
-        device=device_of(headers.get("user-agent", "")),
+        device=device_of(user_agent(headers)),
         country=country.strip().upper() if country else None,
         now=now,
         weekday=tm.tm_wday,

@@ -27,6 +27,7 @@ from decisions.rewrite import parse_query, reorder_for, rewrite_query
 from decisions.segments import Facts, facts_for, segments_of
 from decisions.store import Version, VersionStore
 from gateway.call import Call, Decision
+from gateway.headers import browser_id
 from gateway.identity import Visitor
 from gateway.operations import CATEGORIES_LIST, PRODUCTS_LIST, PROMOTIONS_LIST, recognise
 from gateway.settings import Settings
@@ -48,17 +49,6 @@ def decision_header(hits: Iterable[Hit], version: int) -> str:
         f"table={h.rule.table};rule={h.rule.id};variant={h.variant or 'default'};version={version}"
         for h in hits
     )
-
-
-def browser_id_from(headers: Mapping[str, str], client_key: str | None) -> str | None:
-    """The CDP browser id a storefront sent: the Engage cookie `bid_{clientKey}` or X-Browser-Id."""
-    if client_key:
-        names = {f"bid_{client_key}", f"BID_{client_key}"}
-        for part in headers.get("cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name in names and value:
-                return value
-    return headers.get("x-browser-id") or None
 
 
 class DecisionService:
@@ -284,26 +274,26 @@ class DecisionService:
             self._counts["no_match"] += 1
             return None
         rewrite = rewrite_query(query, [a for a in (h.actions for h in hits) if a is not None])
-        if facts.visitor_id:
-            for hit in hits:
-                self.exposures.add(
-                    exposure_event(
-                        facts.visitor_id,
-                        hit.rule.table,
-                        hit.rule.id,
-                        hit.variant,
-                        live.version,
-                        route,
-                        facts.now,
-                    )
-                )
+        exposures = tuple(
+            exposure_event(
+                facts.visitor_id, h.rule.table, h.rule.id, h.variant, live.version, route, facts.now
+            )
+            for h in hits
+            if facts.visitor_id
+        )
         self._counts["personalized"] += 1
         return Decision(
             query=rewrite.query,
             header=decision_header(hits, live.version),
             reorder=reorder_for(rewrite.pin) if rewrite.pin else None,
             extra={"version": str(live.version), "kept": ",".join(rewrite.kept)},
+            exposures=exposures,
         )
+
+    def exposed(self, decision: Decision) -> None:
+        """The proxy's hook after OrderCloud answered 2xx: the shopper saw these variants."""
+        for exposure in decision.exposures:
+            self.exposures.add(exposure)
 
     async def _segments(
         self,
@@ -319,12 +309,12 @@ class DecisionService:
         facts = facts_for(visitor, profile, headers, now)
         cdp: frozenset[str] = frozenset()
         if self.personalize is not None and live.cdp_names and facts.visitor_id:
-            browser_id = (profile.browser_id if profile else None) or browser_id_from(
+            known = (profile.browser_id if profile else None) or browser_id(
                 headers, self.settings.cdp_client_key
             )
             cdp = (
                 await self.personalize.segments(
-                    facts.visitor_id, browser_id, facts.language, facts.currency
+                    facts.visitor_id, known, facts.language, facts.currency
                 )
                 or frozenset()
             )

@@ -42,7 +42,7 @@ class Gateway:
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.upstream_timeout,
         )
-        self.identity = Identity(self.upstream.get_json, verify=settings.verify_tokens)
+        self.identity = Identity(self.upstream.get_json)
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self.tracking = build_tracking(settings, self.identity, self.upstream)
         profiles = self.tracking.profiles

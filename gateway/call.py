@@ -2,14 +2,15 @@
 
 The proxy knows nothing of events or tables: it hands a `Call` to a `Decider` before forwarding a
 list query and to a `Tracker` after a 2xx answer. Both hooks fail open: the proxy catches, logs and
-counts whatever they raise, and the shopper's call goes on unchanged.
+counts whatever they raise, and the shopper's call goes on unchanged. Neither hook ever sees a
+shopper whose token did not verify: such a call is proxied and nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.datastructures import Headers
 
@@ -37,6 +38,7 @@ class Decision:
     header: str  # value of the X-Decision response header
     reorder: Callable[[bytes], bytes] | None = None  # rewrites the (decoded) 2xx response body
     extra: dict[str, str] = field(default_factory=dict)  # what the decider wants to remember
+    exposures: tuple[dict[str, Any], ...] = ()  # who saw which variant; counted only on a 2xx
 
 
 class Decider(Protocol):
@@ -45,7 +47,11 @@ class Decider(Protocol):
         resolving the shopper (no `GET /v1/me`) and forwards the call untouched."""
 
     async def decide(self, call: Call) -> Decision | None:
-        """Return how to rewrite this GET list call, or None to forward it unchanged."""
+        """Return how to rewrite this GET list call, or None to forward it unchanged. Only called
+        for a call whose token verified (`call.visitor` is set)."""
+
+    def exposed(self, decision: Decision) -> None:
+        """OrderCloud answered the rewritten call with a 2xx: count the decision's exposures."""
 
 
 class Tracker(Protocol):

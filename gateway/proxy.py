@@ -22,7 +22,8 @@ from starlette.types import Receive, Scope, Send
 from gateway.accesslog import log_request
 from gateway.call import Call, Decider, Decision, Tracker
 from gateway.errors import send_error
-from gateway.identity import Identity, Visitor, bearer_token
+from gateway.headers import bearer_token
+from gateway.identity import Identity, Visitor
 from gateway.operations import recognise
 from gateway.upstream import Upstream, UpstreamError, UpstreamResponse
 
@@ -52,6 +53,10 @@ _SMALL_BODY = 64 * 1024  # request bodies up to this are read whole (one upstrea
 
 class BodyTooLarge(Exception):
     pass
+
+
+class ClientGone(Exception):
+    """The shopper disconnected before their request body arrived: nothing to answer."""
 
 
 def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -97,7 +102,12 @@ class Proxy:
         method: str = scope["method"]
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         query = scope["query_string"].decode("latin-1")
-        status = await self._handle(scope, receive, send, method, raw_path, query)
+        try:
+            status = await self._handle(scope, receive, send, method, raw_path, query)
+        except ClientGone:
+            self.counters["client_gone"] += 1
+            log.info("client disconnected before its request body arrived: %s", method)
+            status = 499
         log_request(method, raw_path, query, status, (time.perf_counter() - started) * 1000)
 
     async def _handle(
@@ -128,25 +138,26 @@ class Proxy:
             if decision is not None:
                 query = decision.query
 
-        has_body = length is not None or "transfer-encoding" in headers
         body: bytes | AsyncIterator[bytes] | None = None
-        if has_body:
-            if length is not None and (length <= _SMALL_BODY or tracked):
-                try:
-                    body = await _read_body(receive, self.max_body_bytes)
-                except BodyTooLarge:
-                    return await self._too_large(send)
-                if call is not None:
-                    call.body = body
+        if length is None and "transfer-encoding" in headers:
+            # No declared length: read it all (up to the limit) so an oversized body is refused
+            # with 413 before a byte of it goes upstream.
+            try:
+                body = await _read_body(receive, self.max_body_bytes)
+            except BodyTooLarge:
+                return await self._too_large(send)
+        elif length is not None:
+            if length <= _SMALL_BODY or tracked:
+                body = await _read_body(receive, self.max_body_bytes)
             else:
-                body = _stream_body(receive, self.max_body_bytes)
+                body = _stream_body(receive)  # declared length under the limit: stream it
+        if call is not None and isinstance(body, bytes):
+            call.body = body
 
         upstream_headers = self._upstream_headers(scope, request_headers, headers, decision)
         target = f"{raw_path}?{query}" if query else raw_path
         try:
             response = await self.upstream.send(method, target, upstream_headers, body)
-        except BodyTooLarge:
-            return await self._too_large(send)
         except UpstreamError as exc:
             self.counters[f"upstream_{exc.status}"] += 1
             code = "Gateway.UpstreamTimeout" if exc.status == 504 else "Gateway.UpstreamUnavailable"
@@ -156,6 +167,12 @@ class Proxy:
         try:
             ok = 200 <= response.status < 300
             response_headers = _response_headers(response.headers)
+            if not ok:
+                decision = None  # OrderCloud refused the call: nothing was personalized or seen
+            elif decision is not None:
+                self._exposed(decision)
+            if tracked and ok and call is not None and not await self._trusted(call):
+                tracked = False
             if ok and (tracked or (decision is not None and decision.reorder is not None)):
                 await self._send_buffered(send, response, response_headers, call, decision, tracked)
             else:
@@ -210,13 +227,32 @@ class Proxy:
             return False
 
     async def _decide(self, call: Call) -> Decision | None:
+        if call.visitor is None and call.token:
+            call.visitor = await self._visitor(call.token)
+        if call.visitor is None:
+            return None  # no verified shopper: nobody to personalize for
         try:
-            if call.visitor is None and call.token:
-                call.visitor = await self._visitor(call.token)
             return await self.decider.decide(call)  # type: ignore[union-attr]
         except Exception:
             self._hook_failed("decisions")
             return None
+
+    def _exposed(self, decision: Decision) -> None:
+        try:
+            self.decider.exposed(decision)  # type: ignore[union-attr]
+        except Exception:
+            self._hook_failed("decisions")
+
+    async def _trusted(self, call: Call) -> bool:
+        """Whether a tracked call may be recorded: its token (if any) is one OrderCloud signed.
+        A call without a token (a login) is identified later from the token OrderCloud issues."""
+        if call.visitor is not None or not call.token:
+            return True
+        try:
+            return await self.identity.claims(call.token) is not None
+        except Exception:
+            self._hook_failed("identity")
+            return False
 
     async def _visitor(self, token: str) -> Visitor | None:
         try:
@@ -289,7 +325,14 @@ class Proxy:
         drop = _connection_tokens(raw) | _REPLACED
         if decision is not None and decision.reorder is not None:
             drop = drop | {b"accept-encoding"}
-        out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw if k.lower() not in drop]
+        out = []
+        for name, value in raw:
+            if name.lower() in drop:
+                continue
+            try:  # the client library writes UTF-8: decoding as UTF-8 sends the same bytes on
+                out.append((name.decode("latin-1"), value.decode("utf-8")))
+            except UnicodeDecodeError:  # bytes UTF-8 cannot carry: dropped, never re-encoded
+                self.counters["header_dropped"] += 1
         peer = scope.get("client")
         ip = peer[0] if peer else None
         prior = headers.get("x-forwarded-for") if ip in self.trusted_proxies else None
@@ -347,7 +390,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError("client went away")
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -357,17 +400,14 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    size = 0
+async def _stream_body(receive: Receive) -> AsyncIterator[bytes]:
+    """A body of declared length (the server enforces it) as it arrives."""
     more = True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return
+            raise ClientGone  # aborts the upstream request: no truncated body is ever sent
         chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
         if chunk:
             yield chunk
         more = message.get("more_body", False)

@@ -29,7 +29,6 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated, or *"
     )
-    verify_tokens: bool = True  # check RS256 signatures with OrderCloud's public keys
     access_log: bool = False  # one line per proxied call, credentials redacted
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1"])

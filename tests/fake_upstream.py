@@ -8,6 +8,7 @@ import json
 
 from starlette.types import Receive, Scope, Send
 
+from tests.tokens import JWK, KID, ME
 from tests.wire import read_body, reply
 
 GZIPPED = gzip.compress(b'{"Items":[]}' * 100)
@@ -16,7 +17,9 @@ BIG_CHUNK = b"x" * 65536
 
 class FakeUpstream:
     """`/v1/echo...` echoes; `/v1/slow` stalls; `/v1/big` streams 20 MB; `/v1/status/N` answers N;
-    `/v1/gzip` answers a gzipped body; `/v1/hop` answers with hop-by-hop headers."""
+    `/v1/gzip` answers a gzipped body; `/v1/hop` answers with hop-by-hop headers;
+    `/oauth/certs/k1` is the tests' signing key and `/v1/me` is jane (tests/tokens.py);
+    an `X-Fake-Status: N` request header makes any route answer N."""
 
     def __init__(self) -> None:
         self.seen: list[dict[str, object]] = []
@@ -51,6 +54,15 @@ class FakeUpstream:
                 await send({"type": "http.response.body", "body": BIG_CHUNK, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             return
+        if path == f"/oauth/certs/{KID}":
+            await reply(send, 200, json.dumps(JWK).encode())
+            return
+        if path.startswith("/oauth/certs/"):
+            await reply(send, 404, json.dumps({"Errors": [{"ErrorCode": "NotFound"}]}).encode())
+            return
+        if path == "/v1/me":
+            await reply(send, 200, json.dumps(ME).encode())
+            return
         if path == "/v1/gzip":
             await reply(send, 200, GZIPPED, [(b"content-encoding", b"gzip")])
             return
@@ -66,6 +78,10 @@ class FakeUpstream:
                     (b"x-kept", b"yes"),
                 ],
             )
+            return
+        wanted = dict(scope["headers"]).get(b"x-fake-status")
+        if wanted is not None:  # any route answers this status: e.g. OrderCloud's 401
+            await reply(send, int(wanted), json.dumps({"Errors": [{"ErrorCode": "Fake"}]}).encode())
             return
         if path.startswith("/v1/status/"):
             status = int(path.rsplit("/", 1)[1])

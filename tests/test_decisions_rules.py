@@ -15,7 +15,8 @@ from decisions.evaluate import Hit, bucket, evaluate
 from decisions.loader import parse_text, read_source
 from decisions.models import SegmentDef
 from decisions.rewrite import rewrite_query
-from decisions.segments import compile_segment, device_of, facts_for, segments_of
+from decisions.segments import compile_segment, facts_for, segments_of
+from gateway.headers import device_of
 from gateway.identity import Visitor
 from tracking.profiles import Profile
 

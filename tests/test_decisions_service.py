@@ -17,8 +17,9 @@ from starlette.datastructures import Headers
 
 from decisions.errors import ValidationFailed
 from decisions.experiments import report
-from decisions.service import DecisionService, browser_id_from
+from decisions.service import DecisionService
 from gateway.call import Call
+from gateway.headers import browser_id
 from gateway.identity import Visitor
 from gateway.operations import recognise
 from gateway.settings import Settings
@@ -152,9 +153,10 @@ async def test_exposures_are_emitted_stored_and_reported(tmp_path: Path) -> None
     service = await started(tmp_path, emit=events, decisions=EXAMPLE)
     t0 = time.time()
     try:
-        await service.decide(call("/v1/me/products", "", ann(), at=t0))
-        await service.decide(call("/v1/me/products", "", ann(), at=t0 + 1))
-        await service.decide(call("/v1/me/products", "", newcomer(), at=t0 + 2))
+        for shopper, at in ((ann(), t0), (ann(), t0 + 1), (newcomer(), t0 + 2)):
+            decision = await service.decide(call("/v1/me/products", "", shopper, at=at))
+            assert decision is not None
+            service.exposed(decision)  # the proxy's call once OrderCloud answered 2xx
         for _ in range(200):
             if len(events) == 3:
                 break
@@ -302,10 +304,11 @@ async def test_failing_cdp_falls_back_to_local_segments(tmp_path: Path) -> None:
 
 
 def test_browser_id_from_cookie_or_header() -> None:
-    assert browser_id_from({"cookie": "a=1; bid_ck=abc-123; x=2"}, "ck") == "abc-123"
-    assert browser_id_from({"cookie": "BID_ck=legacy"}, "ck") == "legacy"
-    assert browser_id_from({"x-browser-id": "hdr"}, "ck") == "hdr"
-    assert browser_id_from({}, "ck") is None
+    assert browser_id({"cookie": "a=1; bid_ck=abc-123; x=2"}, "ck") == "abc-123"
+    assert browser_id({"cookie": "BID_ck=legacy"}, "ck") == "legacy"
+    assert browser_id({"cookie": "bid_ck=c", "x-browser-id": "h"}, "ck") == "h"
+    assert browser_id({"x-browser-id": "hdr"}, "ck") == "hdr"
+    assert browser_id({}, "ck") is None
 
 
 # --- hot reload, versions -----------------------------------------------------------------------

@@ -4,47 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.identity import Identity, bearer_token, unverified_claims
+from gateway.headers import bearer_token
+from gateway.identity import Identity
+from tests.tokens import JWK, ME, OTHER_KEY, signed
 
 pytestmark = pytest.mark.anyio
-
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-JWK = {
-    **jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key(), as_dict=True),
-    "kid": "k1",
-    "alg": "RS256",
-}
-ME = {
-    "ID": "jane",
-    "Username": "jane",
-    "Email": "jane@acme.example",
-    "FirstName": "Jane",
-    "Buyer": {"ID": "acme"},
-    "Locale": {"Language": "en-US", "Currency": "USD"},
-}
-
-
-def token(key: Any = KEY, kid: str | None = "k1", **claims: Any) -> str:
-    now = int(time.time())
-    payload = {
-        "usr": "jane",
-        "cid": "client-1",
-        "usrtype": "buyer",
-        "role": ["Shopper"],
-        "iss": "https://auth.ordercloud.io",
-        "aud": "http://upstream",
-        "nbf": now,
-        "exp": now + 600,
-        **claims,
-    }
-    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid} if kid else None)
 
 
 class FakeUpstream:
@@ -64,20 +31,15 @@ class FakeUpstream:
 
 async def test_anonymous_token_is_anon_orderid_without_calling_me():
     upstream = FakeUpstream()
-    visitor = await Identity(upstream.get_json).visitor(token(usr="anon-template", orderid="o-42"))
+    visitor = await Identity(upstream.get_json).visitor(signed(usr="anon-template", orderid="o-42"))
     assert visitor is not None
-    assert (visitor.id, visitor.anonymous, visitor.anon_order_id, visitor.verified) == (
-        "anon-o-42",
-        True,
-        "o-42",
-        True,
-    )
+    assert (visitor.id, visitor.anonymous, visitor.anon_order_id) == ("anon-o-42", True, "o-42")
     assert "/v1/me" not in upstream.calls
 
 
 async def test_registered_token_is_buyer_dash_user_from_me():
     upstream = FakeUpstream()
-    visitor = await Identity(upstream.get_json).visitor(token())
+    visitor = await Identity(upstream.get_json).visitor(signed())
     assert visitor is not None
     assert visitor.id == "acme-jane"
     assert (visitor.email, visitor.language, visitor.currency) == (
@@ -89,31 +51,34 @@ async def test_registered_token_is_buyer_dash_user_from_me():
 
 @pytest.mark.parametrize("role, expected", [("Shopper", ("Shopper",)), (["A", "B"], ("A", "B"))])
 async def test_role_may_be_a_string_or_a_list(role, expected):
-    visitor = await Identity(FakeUpstream().get_json).visitor(token(role=role, orderid="o"))
+    visitor = await Identity(FakeUpstream().get_json).visitor(signed(role=role, orderid="o"))
     assert visitor is not None and visitor.roles == expected
 
 
 async def test_forged_signature_is_no_visitor():
-    assert await Identity(FakeUpstream().get_json).visitor(token(key=OTHER_KEY)) is None
+    assert await Identity(FakeUpstream().get_json).visitor(signed(key=OTHER_KEY)) is None
 
 
 async def test_expired_token_is_no_visitor():
-    expired = token(exp=int(time.time()) - 3600, nbf=int(time.time()) - 7200)
+    expired = signed(exp=int(time.time()) - 3600, nbf=int(time.time()) - 7200)
     assert await Identity(FakeUpstream().get_json).visitor(expired) is None
 
 
-async def test_unknown_key_leaves_an_unverified_hint():
-    visitor = await Identity(FakeUpstream().get_json).visitor(token(kid="nope", orderid="o-1"))
-    assert visitor is not None and visitor.id == "anon-o-1" and not visitor.verified
+async def test_unknown_key_is_no_visitor_and_is_remembered():
+    upstream = FakeUpstream()
+    identity = Identity(upstream.get_json)
+    assert await identity.visitor(signed(kid="nope", orderid="o-1")) is None
+    assert await identity.visitor(signed(kid="nope", orderid="o-2")) is None
+    assert upstream.calls.count("/oauth/certs/nope") == 1
 
 
 async def test_keys_and_users_are_cached_and_concurrent_lookups_share_one_call():
     upstream = FakeUpstream(delay=0.01)
     identity = Identity(upstream.get_json)
-    t = token()
+    t = signed()
     visitors = await asyncio.gather(*(identity.visitor(t) for _ in range(20)))
     assert {v.id for v in visitors if v} == {"acme-jane"}
-    await identity.visitor(token(usr="other"))  # new token, same key
+    await identity.visitor(signed(usr="other"))  # new token, same key
     assert upstream.calls.count("/oauth/certs/k1") == 1
     assert upstream.calls.count("/v1/me") == 2
     assert identity.peek(t) is not None
@@ -122,7 +87,7 @@ async def test_keys_and_users_are_cached_and_concurrent_lookups_share_one_call()
 async def test_a_caller_giving_up_does_not_cancel_the_shared_lookup():
     upstream = FakeUpstream(delay=0.05)
     identity = Identity(upstream.get_json)
-    t = token()
+    t = signed()
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(identity.visitor(t), 0.01)
     visitor = await identity.visitor(t)
@@ -136,8 +101,3 @@ def test_bearer_token_parsing():
     assert bearer_token("Bearer ") is None
     assert bearer_token("Basic abc") is None
     assert bearer_token(None) is None
-
-
-def test_unverified_claims_reads_an_anon_user_token():
-    assert unverified_claims(token(orderid="o-9"))["orderid"] == "o-9"
-    assert unverified_claims("not-a-jwt") is None

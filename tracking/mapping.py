@@ -14,6 +14,8 @@ import orjson
 
 from gateway import operations as ops
 from gateway.call import Call
+from gateway.headers import browser_id, user_agent
+from gateway.identity import anonymous_visitor_id
 from tracking import events as ev
 from tracking.events import Event
 from tracking.privacy import scrub
@@ -53,7 +55,7 @@ def events_for(
             visitor=visitor.id if visitor else None,
             anonymous=visitor.anonymous if visitor else True,
             occurred_at=call.received_at,
-            browser_id=_browser_hint(headers, client_key),
+            browser_id=browser_id(headers, client_key),
             context=_context(call, headers),
             data=scrub(data),
         )
@@ -129,8 +131,7 @@ def anonymous_visitor(query: str) -> str | None:
                 claims = jwt.decode(value, options={"verify_signature": False})
             except jwt.PyJWTError:
                 return None
-            order = claims.get("orderid")
-            return f"anon-{order}" if order else None
+            return anonymous_visitor_id(claims) if isinstance(claims, dict) else None
     return None
 
 
@@ -147,20 +148,6 @@ def _headers(call: Call) -> dict[str, str]:
             text = value.decode("latin-1")
             found[key] = f"{found[key]}; {text}" if key in found else text
     return found
-
-
-def _browser_hint(headers: dict[str, str], client_key: str | None) -> str | None:
-    """The storefront's own CDP browser id: `X-Browser-Id`, else the `bid_{clientKey}` cookie."""
-    header = headers.get("x-browser-id", "").strip()
-    if header:
-        return header
-    wanted = f"bid_{client_key}".lower() if client_key else None
-    for part in headers.get("cookie", "").split(";"):
-        name, _, value = part.strip().partition("=")
-        name = name.lower()
-        if value and (name == wanted or (wanted is None and name.startswith("bid_"))):
-            return value.strip('"')
-    return None
 
 
 def bearer_from_answer(body: bytes) -> str | None:
@@ -181,7 +168,7 @@ def _context(call: Call, headers: dict[str, str]) -> dict[str, Any]:
     visitor = call.visitor
     context = {
         "ip": call.client,
-        "user_agent": headers.get("user-agent"),
+        "user_agent": user_agent(headers) or None,
         "referrer": referrer,
         "origin": origin,
         "language": visitor.language if visitor else None,

@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.headers import is_bot, user_agent
+
 _SECRET_KEYS = frozenset(
     {
         "password",
@@ -30,11 +32,6 @@ _SECRET_KEYS = frozenset(
     }
 )
 _JWT = re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*")
-_BOTS = re.compile(
-    r"bot\b|bot/|crawler|spider|slurp|bingpreview|facebookexternalhit|headlesschrome|lighthouse"
-    r"|pingdom|uptimerobot|python-requests|scrapy",
-    re.IGNORECASE,
-)
 
 
 def scrub(value: Any) -> Any:
@@ -52,16 +49,12 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def is_bot(user_agent: str | None) -> bool:
-    return bool(user_agent) and _BOTS.search(user_agent) is not None
-
-
 def not_tracked(headers: Mapping[str, str], *, track_bots: bool, honour_gpc: bool) -> bool:
     """True for prefetches, known bots (unless tracked) and do-not-track signals (if honoured)."""
     purpose = (headers.get("sec-purpose") or headers.get("purpose") or "").lower()
     if "prefetch" in purpose:
         return True
-    if not track_bots and is_bot(headers.get("user-agent")):
+    if not track_bots and is_bot(user_agent(headers)):
         return True
     if honour_gpc:
         if headers.get("sec-gpc", "").strip() == "1":
