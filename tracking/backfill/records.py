@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from tracking.destinations.cdp import with_extension
 from tracking.productfields import ProductFields
 
 _NAMESPACE = uuid.UUID("3d0f5a7e-6c41-4b8e-9f0a-2b6d8e1c4a57")
@@ -81,7 +82,7 @@ def _item(
 ) -> dict[str, Any]:
     product = line.get("Product") or {}
     product_id = str(line.get("ProductID") or product.get("ID") or "")
-    item: dict[str, Any] = {
+    item = {
         "type": "PRODUCT",
         "referenceId": f"{order_id}-{line.get('ID')}",
         "orderedAt": ordered_at,
@@ -92,11 +93,7 @@ def _item(
         "price": float(line.get("UnitPrice") or 0),
         "currencyCode": currency,
     }
-    if config.product_fields is not None:
-        extension = config.product_fields.values(product)
-        if extension:
-            item["extensions"] = [{"name": "ext", "key": "default", **extension}]
-    return item
+    return with_extension(item, product, config.product_fields)
 
 
 def encode(record: dict[str, Any]) -> bytes:
