@@ -13,6 +13,7 @@ import uvicorn
 from decisions.commands import register as register_decisions
 from gateway.settings import ConfigError, Settings, load_settings
 from tracking import profilestore
+from tracking.backfill.command import register as register_backfill
 from tracking.commands import register as register_tracking
 from tracking.profiles import ProfileStore
 from tracking.profilestore import SqliteProfileStore
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     register_tracking(commands)
+    register_backfill(commands)
     register_decisions(commands, profiles_factory=_profiles)
     return parser
 

@@ -12,6 +12,8 @@ from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from tracking.productfields import ProductFields
+
 
 class ConfigError(Exception):
     """Bad configuration: the message is one line naming the setting."""
@@ -46,6 +48,8 @@ class Settings(BaseSettings):
     cdp_order_mode: Literal["multi", "single"] = "multi"
     send_url: AnyHttpUrl | None = None
     send_site_id: str | None = None
+    # name=path pairs (or a JSON object) for Send's product fields; None: productfields.DEFAULT
+    send_product_fields: str | None = None
     discover_url: AnyHttpUrl | None = None
     discover_api_key: str | None = None
     webhook_url: AnyHttpUrl | None = None
@@ -55,6 +59,15 @@ class Settings(BaseSettings):
     abandon_after: float = Field(2 * 3600, gt=0, description="seconds of cart inactivity")
     track_bots: bool = False
     honour_gpc: bool = True  # Sec-GPC: 1 and X-Tracking-Consent: no mean "do not track"
+
+    # Backfill of order history into CDP (`ocgateway backfill`)
+    admin_client_id: str | None = None  # OrderCloud API client with a secret (client credentials)
+    admin_client_secret: str | None = None
+    cdp_api_token: str | None = None  # Basic auth cdp_client_key:cdp_api_token for the Batch API
+    cdp_batch_url: AnyHttpUrl | None = None  # the Batch API host; cdp_url when unset
+    backfill_page_size: int = Field(100, gt=0, le=100, description="orders per OrderCloud page")
+    backfill_poll_interval: float = Field(5.0, gt=0, description="seconds between status polls")
+    backfill_poll_timeout: float = Field(3600.0, gt=0, description="seconds to wait for a batch")
 
     # Decisions
     decisions: Path | None = None  # YAML file or folder of tables
@@ -68,6 +81,13 @@ class Settings(BaseSettings):
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("send_product_fields")
+    @classmethod
+    def _product_fields(cls, value: str | None) -> str | None:
+        if value is not None:
+            ProductFields.parse(value)  # raises ValueError naming the bad pair
         return value
 
     @property

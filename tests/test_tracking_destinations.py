@@ -60,7 +60,11 @@ def submitted(**kw: object) -> Event:
             "order": {"ID": "o1", "Total": 13.5, "Currency": "EUR"},
             "lineitems": LINES,
             "products": {
-                "p1": {"ID": "p1", "Name": "Bike", "xp": {"ImageUrl": "https://img/p1.png"}}
+                "p1": {
+                    "ID": "p1",
+                    "Name": "Bike",
+                    "xp": {"Images": [{"url": "https://img/p1.png"}]},
+                }
             },
             "user": {"Email": "jane@example.com", "FirstName": "Jane"},
         },

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import listing
+from . import admin, listing
 from .assortment import Assortment
 from .errors import ApiError, invalid, not_found
 from .oauth import OAuth
@@ -492,6 +492,10 @@ async def dispatch(request: Request) -> Response:
     method = "GET" if request.method == "HEAD" else request.method
     allowed: list[str] = []
     try:
+        bearer = _bearer(request)
+        if bearer and path.lower().startswith("/v1/"):
+            if admin.is_admin(sandbox.signer.verify(bearer)):
+                return await admin.dispatch(sandbox, request, path, method)
         for route_method, pattern, handler, auth, directed in _ROUTES:
             match = pattern.fullmatch(path)
             if match is None:

@@ -6,6 +6,10 @@ Everything a demo or test needs to log in:
   `CLIENT_ID` = "0c4a7c2e-5b1d-4e0f-9a3e-0cafe0000001" (anonymous shoppers land in buyer "acme"),
   `GLOBEX_CLIENT_ID` = "0c4a7c2e-5b1d-4e0f-9a3e-0cafe0000002" (anonymous shoppers land in "globex").
   Either client accepts password logins of users of both buyers.
+- An admin API client with a secret (client credentials grant only), for back-office jobs such as
+  `ocgateway backfill`: `ADMIN_CLIENT_ID` = "0c4a7c2e-5b1d-4e0f-9a3e-0cafe00000ad",
+  `ADMIN_CLIENT_SECRET` = "sandbox-admin-secret". Its tokens may list every buyer's submitted
+  orders (`GET /v1/orders/Incoming|All`) and their line items, nothing else.
 - Buyer "acme" (USD, en-US), catalog `CATALOG_ID`:
     jane / jane-pass  repeat customer: 3 submitted orders, 500+ USD spent (`REPEAT_CUSTOMER`)
     joe  / joe-pass   newcomer: no orders (`NEWCOMER`)
@@ -33,6 +37,8 @@ CATALOG_ID = "ocgw-demo"
 SELLER_ID = "ocgw-seller"
 CLIENT_ID = "0c4a7c2e-5b1d-4e0f-9a3e-0cafe0000001"
 GLOBEX_CLIENT_ID = "0c4a7c2e-5b1d-4e0f-9a3e-0cafe0000002"
+ADMIN_CLIENT_ID = "0c4a7c2e-5b1d-4e0f-9a3e-0cafe00000ad"
+ADMIN_CLIENT_SECRET = "sandbox-admin-secret"
 ACME_BUYER_ID = "acme"
 GLOBEX_BUYER_ID = "globex"
 
@@ -63,7 +69,8 @@ class SeedUser:
 @dataclass(frozen=True, slots=True)
 class ApiClient:
     id: str
-    anonymous_username: str  # the "DefaultContextUserName" anonymous tokens act as
+    anonymous_username: str | None  # the "DefaultContextUserName" anonymous tokens act as
+    secret: str | None = None  # set only on the admin client, whose grants then require it
 
 
 BUYERS = (
@@ -84,6 +91,7 @@ USERS = (JANE, JOE, GINA, GUS, ANON_ACME, ANON_GLOBEX)
 API_CLIENTS = (
     ApiClient(CLIENT_ID, ANON_ACME.username),
     ApiClient(GLOBEX_CLIENT_ID, ANON_GLOBEX.username),
+    ApiClient(ADMIN_CLIENT_ID, None, ADMIN_CLIENT_SECRET),
 )
 
 # Submitted orders already in the history: (username, days before the sandbox started, lines).

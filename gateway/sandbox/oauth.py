@@ -1,13 +1,15 @@
-"""`POST /oauth/token`: password, anonymous (client credentials, no secret) and refresh grants."""
+"""`POST /oauth/token`: password, anonymous (client credentials, no secret), refresh grants, and
+client credentials with a secret for the admin client."""
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from typing import Any
 
 from .catalog import API_CLIENTS
 from .errors import ApiError
-from .tokens import ANONYMOUS_LIFETIME, ISSUER, USER_LIFETIME, Signer
+from .tokens import ADMIN_LIFETIME, ANONYMOUS_LIFETIME, ISSUER, USER_LIFETIME, Signer
 from .users import Directory, User
 
 
@@ -37,6 +39,8 @@ class OAuth:
             )
         if client is None:
             raise _auth_error("Auth.InvalidClientID", "Invalid client_id.", "invalid_client")
+        if client.secret is not None:
+            return self._admin(client.id, client.secret, form, audience)
         if grant_type == "password":
             username, password = form.get("username", ""), form.get("password", "")
             if not username or not password:
@@ -48,7 +52,7 @@ class OAuth:
                 raise _auth_error("Auth.InvalidUsernameOrPassword", "Invalid username or password.")
             return self.issue(user, client.id, audience, form.get("scope", ""))
         if grant_type == "client_credentials":
-            template = self._directory.by_username(client.anonymous_username)
+            template = self._directory.by_username(client.anonymous_username or "")
             if template is None:
                 raise _auth_error(
                     "Auth.AnonUserProhibited",
@@ -56,6 +60,34 @@ class OAuth:
                 )
             return self.issue(template, client.id, audience, form.get("scope", ""), anonymous=True)
         return self._refreshed(form.get("refresh_token", ""), client.id, audience)
+
+    def _admin(
+        self, client_id: str, secret: str, form: dict[str, str], audience: str
+    ) -> dict[str, Any]:
+        """A seller-side token for a client with a secret: the secret is required, as in
+        OrderCloud, and only the client credentials grant is offered (no user, no refresh)."""
+        given = form.get("client_secret", "")
+        if not given or not hmac.compare_digest(given.encode(), secret.encode()):
+            raise _auth_error(
+                "Auth.InvalidClientSecret", "Invalid client_secret.", "invalid_client"
+            )
+        if form.get("grant_type") != "client_credentials":
+            raise _auth_error(
+                "Auth.OauthError", "This client only supports the client_credentials grant."
+            )
+        claims = {
+            "cid": client_id,
+            "usrtype": "admin",
+            "role": ["FullAccess"],
+            "iss": ISSUER,
+            "aud": audience,
+        }
+        return {
+            "access_token": self._signer.issue(claims, ADMIN_LIFETIME),
+            "token_type": "bearer",
+            "expires_in": ADMIN_LIFETIME,
+            "refresh_token": None,
+        }
 
     def issue(
         self, user: User, client_id: str, audience: str, scope: str = "", anonymous: bool = False

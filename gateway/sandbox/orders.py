@@ -86,6 +86,14 @@ class OrderBook:
     def owned(self, shopper: Shopper) -> list[OrderRecord]:
         return [record for record in self._records.values() if record.owner == shopper.owner]
 
+    def submitted(self) -> list[OrderRecord]:
+        """Every buyer's submitted orders: what the seller sees as incoming."""
+        return [record for record in self._records.values() if record.order["IsSubmitted"]]
+
+    def find(self, order_id: str) -> OrderRecord | None:
+        """Any order by ID, whoever owns it (the seller side's view)."""
+        return self._records.get(order_id)
+
     def get(self, shopper: Shopper, order_id: str, direction: str = "outgoing") -> OrderRecord:
         record = self._records.get(order_id)
         if record is None or record.owner != shopper.owner or direction == "incoming":

@@ -17,6 +17,7 @@ from jwt.algorithms import RSAAlgorithm
 ISSUER = "https://auth.ordercloud.io"
 ANONYMOUS_LIFETIME = 7 * 24 * 3600  # OrderCloud fixes anonymous tokens at one week
 USER_LIFETIME = 10 * 3600
+ADMIN_LIFETIME = 3600
 
 
 class Signer:

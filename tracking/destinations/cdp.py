@@ -16,6 +16,7 @@ import httpx
 from tracking import events as ev
 from tracking.destinations.outcome import DeliveryError, check
 from tracking.events import Event
+from tracking.productfields import ProductFields
 
 ACCEPTS = frozenset(
     {
@@ -38,6 +39,7 @@ class CdpConfig:
     pos: str
     channel: str = "WEB"
     order_mode: str = "multi"
+    product_fields: ProductFields | None = None  # mapped values as ORDER_CHECKOUT item extensions
 
 
 def payloads(event: Event, config: CdpConfig) -> list[dict[str, Any]]:
@@ -74,7 +76,7 @@ def payloads(event: Event, config: CdpConfig) -> list[dict[str, Any]]:
     if event.type == ev.CART_CLEARED:
         return [body("CLEAR_CART")]
     if event.type == ev.ORDER_SUBMITTED:
-        return _order(event, body, currency, config.order_mode)
+        return _order(event, body, currency, config)
     if event.type == ev.CART_ABANDONED:
         ext = {
             "orderId": str(data.get("order_id") or ""),
@@ -104,26 +106,30 @@ def _identity(event: Event, body: Callable[..., dict[str, Any]]) -> dict[str, An
 
 
 def _order(
-    event: Event, body: Callable[..., dict[str, Any]], currency: str, mode: str
+    event: Event, body: Callable[..., dict[str, Any]], currency: str, config: CdpConfig
 ) -> list[dict[str, Any]]:
     data = event.data
     order = data.get("order") or {}
     order_id = str(order.get("ID") or data.get("order_id") or "")
     lines = data.get("lineitems") or []
-    if mode == "single":
+    if config.order_mode == "single":
         out = [_identity(event, body)] if event.visitor and not event.anonymous else []
         items = [
-            {
-                "type": "PRODUCT",
-                "referenceId": f"{order_id}-{line.get('ID')}",
-                "orderedAt": event.time,
-                "status": "PURCHASED",
-                "currencyCode": currency,
-                "price": float(line.get("UnitPrice") or 0),
-                "name": str((line.get("Product") or {}).get("Name") or line.get("ProductID")),
-                "productId": str(line.get("ProductID")),
-                "quantity": int(line.get("Quantity") or 1),
-            }
+            with_extension(
+                {
+                    "type": "PRODUCT",
+                    "referenceId": f"{order_id}-{line.get('ID')}",
+                    "orderedAt": event.time,
+                    "status": "PURCHASED",
+                    "currencyCode": currency,
+                    "price": float(line.get("UnitPrice") or 0),
+                    "name": str((line.get("Product") or {}).get("Name") or line.get("ProductID")),
+                    "productId": str(line.get("ProductID")),
+                    "quantity": int(line.get("Quantity") or 1),
+                },
+                (data.get("products") or {}).get(line.get("ProductID")) or line.get("Product"),
+                config.product_fields,
+            )
             for line in lines
         ]
         checkout = {
@@ -140,6 +146,16 @@ def _order(
     confirm = body("CONFIRM", product=[{"item_id": _item_id(line)} for line in lines])
     checkout = body("CHECKOUT", reference_id=order_id.upper(), status="PURCHASED")
     return [*adds, confirm, checkout]
+
+
+def with_extension(
+    item: dict[str, Any], product: dict[str, Any] | None, fields: ProductFields | None
+) -> dict[str, Any]:
+    """An order item with the configured product fields as its data extension, when any."""
+    values = fields.values(product) if fields is not None and product else {}
+    if values:
+        item["extensions"] = [{"name": "ext", "key": "default", **values}]
+    return item
 
 
 def _product(line: dict[str, Any], order_id: Any, at: str, currency: str) -> dict[str, Any]:

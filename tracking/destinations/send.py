@@ -3,6 +3,8 @@
 The shopper's IP and user agent travel as `X-Original-Request-IP-Address` and
 `X-Original-User-Agent`, as Send's own server-side tracker does. A removal is ADDED_TO_ORDER with
 `itemQuantity: -1`. Updates, searches and clears have no Send action and are not sent.
+Product fields beyond code, name, prices and quantity (itemImage, itemUrl, itemCategory, ...)
+come from the product through configurable paths (`tracking.productfields`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import httpx
 from tracking import events as ev
 from tracking.destinations.outcome import check
 from tracking.events import Event
+from tracking.productfields import DEFAULT_FIELDS, ProductFields
 
 ACCEPTS = frozenset(
     {
@@ -35,8 +38,10 @@ def contact_id(visitor: str | None) -> str:
     return uuid.uuid5(_NAMESPACE, visitor or "unknown").hex
 
 
-def requests(event: Event, site_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """(path, body) pairs for one event."""
+def requests(
+    event: Event, site_id: str, fields: ProductFields = DEFAULT_FIELDS
+) -> list[tuple[str, dict[str, Any]]]:
+    """(path, body) pairs for one event; `fields` maps Send product fields to product paths."""
     data = event.data
     user = data.get("user") or {}
     email = user.get("Email") or event.context.get("email") or ""
@@ -59,7 +64,7 @@ def requests(event: Event, site_id: str) -> list[tuple[str, dict[str, Any]]]:
         return [("/identify", body)]
     if event.type == ev.PRODUCT_VIEWED:
         product = data.get("product") or {}
-        item = _item(product, product, 1, origin)
+        item = _item(product, product, 1, origin, fields)
         url = item["itemUrl"]
         return [
             (
@@ -75,7 +80,8 @@ def requests(event: Event, site_id: str) -> list[tuple[str, dict[str, Any]]]:
     if event.type in (ev.LINE_ADDED, ev.LINE_REMOVED):
         line = data.get("lineitem") or {}
         quantity = -1 if event.type == ev.LINE_REMOVED else int(line.get("Quantity") or 1)
-        item = _item(line.get("Product") or {"ID": line.get("ProductID")}, line, quantity, origin)
+        product = line.get("Product") or {"ID": line.get("ProductID")}
+        item = _item(product, line, quantity, origin, fields)
         return [
             (
                 "/track",
@@ -96,6 +102,7 @@ def requests(event: Event, site_id: str) -> list[tuple[str, dict[str, Any]]]:
                 line,
                 int(line.get("Quantity") or 1),
                 origin,
+                fields,
             )
             for line in lines
         ]
@@ -121,7 +128,11 @@ def requests(event: Event, site_id: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _item(
-    product: dict[str, Any], line: dict[str, Any], quantity: int, origin: str
+    product: dict[str, Any],
+    line: dict[str, Any],
+    quantity: int,
+    origin: str,
+    fields: ProductFields,
 ) -> dict[str, Any]:
     """Send's product model from an OrderCloud product (and line item, for prices)."""
     product_id = str(product.get("ID") or line.get("ProductID") or "")
@@ -130,20 +141,23 @@ def _item(
         breaks = (product.get("PriceSchedule") or {}).get("PriceBreaks") or [{}]
         price = breaks[0].get("Price") if breaks else None
     price = float(price or 0)
-    xp = product.get("xp") if isinstance(product.get("xp"), dict) else {}
     item: dict[str, Any] = {
         "itemCode": product_id,
         "itemName": str(product.get("Name") or product_id),
         "itemPrice": price,
         "itemQuantity": quantity,
         "itemTotalPrice": float(line.get("LineTotal") or price * max(quantity, 0)),
-        "itemUrl": f"{origin}/products/{product_id}",
     }
-    image = xp.get("ImageUrl") or xp.get("Image")
+    mapped = fields.values(product)
+    # Send requires itemUrl: a storefront path is made absolute, a missing one is guessed.
+    url = mapped.pop("itemUrl", None)
+    if isinstance(url, str) and url.startswith("/"):
+        url = origin + url
+    item["itemUrl"] = url if isinstance(url, str) and url else f"{origin}/products/{product_id}"
+    image = mapped.pop("itemImage", None)
     if isinstance(image, str) and image.startswith(("http://", "https://")):
-        item["itemImage"] = image
-    if xp.get("Category"):
-        item["itemCategory"] = str(xp["Category"])
+        item["itemImage"] = image  # Send drops products whose image is not a URL
+    item.update(mapped)
     if product.get("Description"):
         item["itemDescription"] = str(product["Description"])[:500]
     return item
@@ -154,10 +168,17 @@ class SendDestination:
     accepts = ACCEPTS
     max_batch = 1
 
-    def __init__(self, client: httpx.AsyncClient, url: str, site_id: str) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        site_id: str,
+        product_fields: ProductFields = DEFAULT_FIELDS,
+    ) -> None:
         self.client = client
         self.url = url.rstrip("/")
         self.site_id = site_id
+        self.product_fields = product_fields
 
     async def send(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -166,5 +187,5 @@ class SendDestination:
                 headers["X-Original-Request-IP-Address"] = event.context["ip"]
             if event.context.get("user_agent"):
                 headers["X-Original-User-Agent"] = event.context["user_agent"]
-            for path, body in requests(event, self.site_id):
+            for path, body in requests(event, self.site_id, self.product_fields):
                 check(await self.client.post(self.url + path, json=body, headers=headers))
