@@ -32,7 +32,7 @@ from tracking import outbox
 from tracking.destinations.file import FileDestination
 from tracking.destinations.webhook import WebhookDestination
 from tracking.dispatcher import Dispatcher, Policy
-from tracking.events import Event
+from state.events import Event
 from tracking.outbox import Outbox
 from tracking.service import TrackingService
 from tracking.store import Store, connect

@@ -20,7 +20,7 @@ from gateway.identity import Identity
 from gateway.proxy import Proxy
 from gateway.settings import Settings, load_settings
 from gateway.upstream import Upstream, UpstreamError
-from tracking.events import exposure
+from state.events import exposure
 from tracking.service import build_tracking
 
 log = logging.getLogger("ocgateway")

@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from state import StateConfig
+from tests.redisserver import drop, redis_server, unique_prefix
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis (started if the machine has none running)."""
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own, deleted afterwards."""
+    prefix = unique_prefix()
+    yield prefix
+    drop(redis_url, prefix)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def state_config(request: pytest.FixtureRequest, tmp_path: Path) -> StateConfig:
+    """The same contract tests run on both backends: a SQLite file, and a real Redis under a
+    prefix of the test's own. Leases are short so take-overs happen within a test."""
+    if request.param == "sqlite":
+        return StateConfig(str(tmp_path / "state.db"), lease_seconds=1.0)
+    return StateConfig(
+        request.getfixturevalue("redis_url"),
+        prefix=request.getfixturevalue("redis_prefix"),
+        spool=tmp_path / "spool.db",
+        lease_seconds=1.0,
+        partitions=4,
+    )

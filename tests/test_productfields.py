@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from gateway.settings import ConfigError, load_settings
+from state import events as ev
+from state.events import Event
 from tests.fakes_destinations import Sink, client_for
 from tests.test_tracking_destinations import CONTEXT, submitted
-from tracking import events as ev
 from tracking.destinations import cdp, send
 from tracking.destinations.cdp import CdpConfig
 from tracking.destinations.send import SendDestination
-from tracking.events import Event
 from tracking.productfields import DEFAULT_FIELDS, ProductFields, read_path
 
 PRODUCT = {

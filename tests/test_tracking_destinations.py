@@ -8,15 +8,15 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from state import events as ev
+from state.events import Event
 from tests.fakes_destinations import Sink, client_for
-from tracking import events as ev
 from tracking.destinations import cdp, discover, send, webhook
 from tracking.destinations.cdp import CdpConfig, CdpDestination
 from tracking.destinations.discover import DiscoverDestination
 from tracking.destinations.outcome import DeliveryError, check
 from tracking.destinations.send import SendDestination
 from tracking.destinations.webhook import WebhookDestination
-from tracking.events import Event
 
 pytestmark = pytest.mark.anyio
 CONFIG = CdpConfig(client_key="ck", pos="shop.example", channel="WEB")

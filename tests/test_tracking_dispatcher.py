@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from state.events import Event
 from tests.fakes_destinations import Sink, client_for
 from tracking import outbox
 from tracking.breaker import Breaker
 from tracking.destinations.file import FileDestination
 from tracking.destinations.webhook import WebhookDestination
 from tracking.dispatcher import Dispatcher, Policy
-from tracking.events import Event
 from tracking.outbox import Outbox
 from tracking.store import Store, connect
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from gateway.settings import Settings
+from state import events as ev
 from tests.fakes_destinations import ANON, JANE, FakeUpstream, answer, make_call, token
-from tracking import events as ev
 from tracking.mapping import anonymous_visitor, bearer_from_answer, events_for
 from tracking.privacy import not_tracked, scrub
 from tracking.service import TrackingService

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from state.events import Event
 from tracking import commands, outbox
-from tracking.events import Event
 from tracking.outbox import Outbox
 from tracking.store import Store, connect
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.settings import Settings
+from state import events as ev
 from tests.fakes_destinations import (
     ANON,
     JANE,
@@ -24,7 +25,6 @@ from tests.fakes_destinations import (
     make_call,
     token,
 )
-from tracking import events as ev
 from tracking.breaker import Breaker
 from tracking.dispatcher import Policy
 from tracking.service import TrackingService

@@ -13,8 +13,8 @@ import json
 import sqlite3
 from typing import Any
 
-from tracking import events as ev
-from tracking.events import Event
+from state import events as ev
+from state.events import Event
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS carts (

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from tracking.breaker import Breaker
 from tracking.destinations.outcome import DeliveryError
-from tracking.events import Event
+from state.events import Event
 from tracking.outbox import Due, Outbox
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import logging
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from tracking import events as ev
-from tracking.events import Event
+from state import events as ev
+from state.events import Event
 from tracking.privacy import scrub
 
 log = logging.getLogger(__name__)

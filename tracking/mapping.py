@@ -16,8 +16,8 @@ from gateway import operations as ops
 from gateway.call import Call
 from gateway.headers import browser_id, user_agent
 from gateway.identity import anonymous_visitor_id
-from tracking import events as ev
-from tracking.events import Event
+from state import events as ev
+from state.events import Event
 from tracking.privacy import scrub
 
 TRACKED_KINDS = frozenset(

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from tracking.events import Event
+from state.events import Event
 from tracking.store import Store
 
 PENDING, DELIVERED, DEAD = 0, 1, 2

@@ -27,7 +27,7 @@ from gateway.call import Call
 from gateway.identity import Visitor
 from gateway.settings import Settings
 from tracking import abandon, browserids, outbox, profilestore
-from tracking import events as ev
+from state import events as ev
 from tracking.browserids import BrowserIds
 from tracking.destinations import cdp
 from tracking.destinations.cdp import CdpConfig, CdpDestination
@@ -36,7 +36,7 @@ from tracking.destinations.file import FileDestination
 from tracking.destinations.send import SendDestination
 from tracking.destinations.webhook import WebhookDestination
 from tracking.dispatcher import Destination, Dispatcher, Policy
-from tracking.events import Event
+from state.events import Event
 from tracking.hydrate import Upstream, hydrate
 from tracking.mapping import TRACKED_KINDS, bearer_from_answer, events_for
 from tracking.outbox import Outbox

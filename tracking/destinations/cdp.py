@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from tracking import events as ev
+from state import events as ev
 from tracking.destinations.outcome import DeliveryError, check
-from tracking.events import Event
+from state.events import Event
 from tracking.productfields import ProductFields
 
 ACCEPTS = frozenset(

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from tracking import events as ev
+from state import events as ev
 from tracking.destinations.outcome import check
-from tracking.events import Event
+from state.events import Event
 
 ACCEPTS = frozenset({ev.PRODUCT_VIEWED, ev.LINE_ADDED, ev.ORDER_SUBMITTED})
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracking.events import ALL_TYPES, Event
+from state.events import ALL_TYPES, Event
 
 
 def line(event: Event) -> str:

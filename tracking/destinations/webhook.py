@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from tracking.destinations.outcome import check
-from tracking.events import ALL_TYPES, Event
+from state.events import ALL_TYPES, Event
 
 PREFIX = "sitecore.backbone.messages."
 SIGNATURE_HEADER = "X-OCGW-Signature"

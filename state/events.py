@@ -58,6 +58,12 @@ class Event:
     browser_id: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    key: str | None = None  # ordering key, fixed when recorded (the visitor may be learnt later)
+
+    @property
+    def order_key(self) -> str:
+        """Events of one key are delivered in record order, on every replica."""
+        return self.key or self.visitor or f"pending-{self.id}"
 
     @property
     def time(self) -> str:
