@@ -5,15 +5,22 @@ instances stand for two replicas (or two processes on one SQLite file)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from redis.exceptions import RedisError
 
 from state import State, StateConfig, open_state
 from state.exposures import Exposure
 from state.profiles import Profile
+from tests.redisserver import answers
+from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -370,3 +377,92 @@ async def test_an_empty_report(replica: Opener) -> None:
     state = await replica()
     await state.exposures.add([])
     assert await state.exposures.report() == []
+
+
+# The Redis backend when Redis is away
+
+
+async def test_every_call_raises_promptly_when_redis_is_down(tmp_path: Path) -> None:
+    state = _redis_without_outbox(StateConfig(f"redis://127.0.0.1:{free_port()}/0"))
+    calls: list[Awaitable[object]] = [
+        state.profiles.get("joe"),
+        state.profiles.update("joe", _count_order),
+        state.browser_ids.get("joe"),
+        state.browser_ids.put("joe", "b"),
+        state.browser_ids.put_new("joe", "b"),
+        _change(state, "joe", _line("l1", "p1", 1, 1.0)),
+        state.carts.close("joe"),
+        state.carts.move("anon", "joe"),
+        state.carts.idle(1.0),
+        state.carts.reported("joe", 1),
+        state.versions.add("a: 1\n", "alice"),
+        state.versions.get(1),
+        state.versions.latest_number(),
+        state.versions.list(),
+        state.exposures.add([_seen("v1", "A", 1.0)]),
+        state.exposures.convert("v1", "o1", 1.0, 1.0),
+        state.exposures.report(),
+    ]
+    try:
+        for call in calls:
+            with pytest.raises(RedisError):
+                await asyncio.wait_for(call, 5)
+    finally:
+        await state.close()
+
+
+@contextmanager
+def private_redis(port: int, folder: Path) -> Iterator[None]:
+    """A redis-server of this test's own that keeps its data in an append-only file (so a
+    restart keeps the versions), stopped on exit."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is needed to test a restart"
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        + ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not answers(f"redis://127.0.0.1:{port}/0"):
+            assert process.poll() is None and time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_version_changes_survive_a_redis_restart(tmp_path: Path) -> None:
+    from state.redis import connect
+    from state.redis.versions import RedisTableVersions
+
+    port = free_port()
+    config = StateConfig(f"redis://127.0.0.1:{port}/0", prefix="restart:")
+
+    async def publish(source: str) -> None:
+        # A client of its own each time: only the watcher's way through the restart is tested.
+        client = connect(config)
+        try:
+            await RedisTableVersions(client, config.prefix).add(source, "alice")
+        finally:
+            await client.aclose()
+
+    watcher = connect(config)
+    changes = RedisTableVersions(watcher, config.prefix, poll_seconds=0.2).changes()
+    try:
+        with private_redis(port, tmp_path):
+            first = asyncio.ensure_future(anext(changes))
+            await asyncio.sleep(0.2)  # the iterator takes note of the newest number
+            await publish("a: 1\n")
+            assert await asyncio.wait_for(first, 1.5) == 1
+            following = asyncio.ensure_future(anext(changes))
+        await asyncio.sleep(0.5)  # the iterator meets the outage: it must wait, not raise
+        assert not following.done()
+        with private_redis(port, tmp_path):
+            await publish("a: 2\n")
+            assert await asyncio.wait_for(following, 2.5) == 2
+            await changes.aclose()
+    finally:
+        await watcher.aclose()
