@@ -31,7 +31,7 @@ from gateway.call import Call
 from gateway.identity import Visitor
 from gateway.operations import recognise
 from gateway.settings import Settings
-from tracking.profiles import Profile
+from state.profiles import Profile
 
 NOW = 1_775_000_000.0
 

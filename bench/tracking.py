@@ -25,17 +25,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+from tracking.outbox import Outbox
+from tracking.store import Store, connect
 
 from gateway.settings import Settings
+from state.events import Event
 from tests.fakes_destinations import answer, make_call
 from tracking import outbox
 from tracking.destinations.file import FileDestination
 from tracking.destinations.webhook import WebhookDestination
 from tracking.dispatcher import Dispatcher, Policy
-from state.events import Event
-from tracking.outbox import Outbox
 from tracking.service import TrackingService
-from tracking.store import Store, connect
 
 
 def rss_mb() -> float:

@@ -19,19 +19,18 @@ from starlette.routing import Route
 from decisions.errors import ValidationFailed
 from decisions.models import TableSet
 from decisions.service import DecisionService
-from gateway.settings import Settings
 
 MAX_BODY = 1024 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _authorized(settings: Settings, request: Request) -> Response | None:
+def _authorized(token: str | None, request: Request) -> Response | None:
     """None if the caller may proceed, else the refusal. Fails closed."""
-    if not settings.admin_token:
+    if not token:
         return JSONResponse({"error": "admin API disabled: set OCGW_ADMIN_TOKEN"}, status_code=503)
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode("utf-8"), settings.admin_token.encode("utf-8")
+        given.strip().encode("utf-8"), token.encode("utf-8")
     ):
         return JSONResponse(
             {"error": "unauthorized"},
@@ -41,9 +40,9 @@ def _authorized(settings: Settings, request: Request) -> Response | None:
     return None
 
 
-def _guard(settings: Settings, handler: Handler) -> Handler:
+def _guard(token: str | None, handler: Handler) -> Handler:
     async def guarded(request: Request) -> Response:
-        return _authorized(settings, request) or await handler(request)
+        return _authorized(token, request) or await handler(request)
 
     return guarded
 
@@ -168,7 +167,7 @@ def openapi() -> dict[str, Any]:
     }
 
 
-def create_admin_app(service: DecisionService, settings: Settings) -> Starlette:
+def create_admin_app(service: DecisionService, admin_token: str | None) -> Starlette:
     """The ASGI app the gateway mounts at /admin."""
 
     async def list_tables(request: Request) -> Response:
@@ -274,7 +273,7 @@ def create_admin_app(service: DecisionService, settings: Settings) -> Starlette:
         return JSONResponse(openapi())
 
     def guarded(path: str, handler: Handler, methods: list[str]) -> Route:
-        return Route(path, _guard(settings, handler), methods=methods)
+        return Route(path, _guard(admin_token, handler), methods=methods)
 
     return Starlette(
         routes=[

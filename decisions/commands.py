@@ -1,7 +1,7 @@
 """`ocgateway tables …` and `ocgateway experiments report`: offline tools over tables and the store.
 
-Each subcommand sets `func(args, settings=None) -> int` (the exit code) on its parser; the gateway
-CLI calls it with the settings it loaded, and a standalone caller may leave them out.
+Each subcommand sets `func(args, settings) -> int` (the exit code) on its parser; the gateway CLI
+calls it with the settings it loaded and opens the state through the function it registered.
 """
 
 from __future__ import annotations
@@ -9,37 +9,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from decisions.compile import compile_document, validate
 from decisions.errors import ValidationFailed
-from decisions.experiments import format_report, report
+from decisions.experiments import format_report
 from decisions.loader import parse_text, read_source
 from decisions.models import json_schema
-from decisions.service import DecisionService
-from decisions.store import Version, VersionStore
-from gateway.settings import ConfigError, Settings, load_settings
-from tracking.profiles import Profile, ProfileStore
+from decisions.service import DecisionsConfig, DecisionService
+from gateway.settings import Settings
+from state import State
 
-ProfilesFactory = Callable[[Settings], ProfileStore]
-
-
-class _NoProfiles:
-    """Stand-in when the CLI has no profile store: every visitor is unknown."""
-
-    async def get(self, visitor_id: str) -> Profile | None:
-        return None
-
-    async def put(self, profile: Profile) -> None:
-        return None
+OpenStore = Callable[[Settings], Awaitable[State]]
 
 
-def register(subparsers: Any, profiles_factory: ProfilesFactory | None = None) -> None:
+def register(subparsers: Any, open_store: OpenStore) -> None:
     """Add `tables` and `experiments` to the gateway CLI's subparsers."""
     tables = subparsers.add_parser("tables", help="decision tables: validate, explain, schema")
     sub = tables.add_subparsers(dest="tables_command", required=True)
@@ -59,9 +47,7 @@ def register(subparsers: Any, profiles_factory: ProfilesFactory | None = None) -
     explain.add_argument(
         "--tables", type=Path, help="evaluate this file instead of the live version"
     )
-    explain.set_defaults(
-        func=lambda args, settings=None: explain_command(args, settings, profiles_factory)
-    )
+    explain.set_defaults(func=lambda args, settings: explain_command(args, settings, open_store))
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a tables document")
     schema.set_defaults(func=schema_command)
@@ -70,20 +56,12 @@ def register(subparsers: Any, profiles_factory: ProfilesFactory | None = None) -
     esub = experiments.add_subparsers(dest="experiments_command", required=True)
     rep = esub.add_parser("report", help="exposures, conversions and revenue per variant")
     rep.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    rep.set_defaults(func=report_command)
+    rep.set_defaults(func=lambda args, settings: report_command(args, settings, open_store))
 
 
 def schema_command(args: argparse.Namespace, settings: Settings | None = None) -> int:
     print(json_schema(), end="")
     return 0
-
-
-def _settings() -> Settings | None:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
 
 
 def validate_command(args: argparse.Namespace, settings: Settings | None = None) -> int:
@@ -105,25 +83,23 @@ def validate_command(args: argparse.Namespace, settings: Settings | None = None)
     return 0
 
 
-def explain_command(
-    args: argparse.Namespace,
-    settings: Settings | None = None,
-    profiles_factory: ProfilesFactory | None = None,
-) -> int:
-    settings = settings or _settings()
-    if settings is None:
-        return 2
+def explain_command(args: argparse.Namespace, settings: Settings, open_store: OpenStore) -> int:
     headers = dict(h.split(":", 1) for h in args.header if ":" in h)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
     now = datetime.fromisoformat(args.at).timestamp() if args.at else None
     segments = [s.strip() for s in args.segments.split(",") if s.strip()]
-    profiles = profiles_factory(settings) if profiles_factory else _NoProfiles()
 
     async def run() -> dict[str, Any]:
-        service = DecisionService(settings, profiles, _discard)
+        state = await open_store(settings)
+        service = DecisionService(
+            DecisionsConfig(client_key=settings.cdp_client_key),
+            profiles=state.profiles,
+            versions=state.versions,
+        )
         try:
-            # The live version is the newest stored one; without a store, the tables file.
-            latest = None if args.tables else await asyncio.to_thread(_latest, settings.store)
+            # The live version is the newest stored one; without one, the tables file.
+            number = None if args.tables else await state.versions.latest_number()
+            latest = await state.versions.get(number) if number else None
             if latest is not None:
                 document = validate(parse_text(latest.source))
                 service.live = compile_document(document, latest.version)
@@ -132,7 +108,7 @@ def explain_command(
                 service.live = compile_document(validate(parsed), 0)
             return await service.explain(args.visitor, args.url, segments, headers, now)
         finally:
-            await service.stop()
+            await state.close()
 
     try:
         result = asyncio.run(run())
@@ -144,26 +120,14 @@ def explain_command(
     return 1 if "error" in result else 0
 
 
-def _latest(path: Path) -> Version | None:
-    """The newest stored version, without creating a store that is not there."""
-    if not path.exists():
-        return None
-    try:
-        return VersionStore(path).latest()
-    except sqlite3.Error:  # a store the gateway has not initialised yet
-        return None
+def report_command(args: argparse.Namespace, settings: Settings, open_store: OpenStore) -> int:
+    async def run() -> list[dict[str, Any]]:
+        state = await open_store(settings)
+        try:
+            return await state.exposures.report()
+        finally:
+            await state.close()
 
-
-async def _discard(event: dict[str, Any]) -> None:
-    return None
-
-
-def report_command(args: argparse.Namespace, settings: Settings | None = None) -> int:
-    settings = settings or _settings()
-    if settings is None:
-        return 2
-    store = VersionStore(settings.store)
-    store.open()
-    rows = report(store)
+    rows = asyncio.run(run())
     print(json.dumps(rows, indent=2) if args.json else format_report(rows))
     return 0

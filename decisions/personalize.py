@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from cachetools import TTLCache
-
-from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +42,25 @@ def segment_names(body: Any, path: str) -> frozenset[str]:
     return frozenset(names)
 
 
+@dataclass(frozen=True, slots=True)
+class PersonalizeConfig:
+    """Where the Personalize flow is and how long a shopper may wait for it."""
+
+    url: str  # the CDP API base, e.g. https://api-engage-eu.sitecorecloud.io
+    flow: str  # friendlyId of the flow that returns the visitor's segments
+    client_key: str = ""
+    channel: str = "WEB"
+    pos: str = ""
+    budget: float = 0.15  # seconds a list call waits for CDP
+    segments_path: str = "segments"  # where segment names sit in the flow's response
+
+
 class Personalize:
     """callFlows client with a per-visitor TTL cache, in-flight de-duplication and a latency budget."""
 
     def __init__(
         self,
-        settings: Settings,
+        config: PersonalizeConfig,
         client: httpx.AsyncClient,
         *,
         ttl: float = 600.0,
@@ -56,12 +68,10 @@ class Personalize:
         failure_ttl: float = 30.0,
         maxsize: int = 100_000,
     ) -> None:
-        if settings.cdp_url is None or not settings.personalize_flow:
-            raise ValueError("Personalize needs OCGW_CDP_URL and OCGW_PERSONALIZE_FLOW")
-        self.url = str(settings.cdp_url).rstrip("/") + "/v2/callFlows"
-        self.settings = settings
+        self.url = config.url.rstrip("/") + "/v2/callFlows"
+        self.config = config
         self.client = client
-        self.budget = settings.personalize_timeout_ms / 1000
+        self.budget = config.budget
         self.refresh_after = refresh_after
         self.cache: TTLCache[str, tuple[float, frozenset[str]]] = TTLCache(maxsize, ttl)
         self.failed: TTLCache[str, bool] = TTLCache(maxsize, failure_ttl)
@@ -69,14 +79,14 @@ class Personalize:
         self.stats = {"cdp_calls": 0, "cdp_errors": 0, "cdp_timeouts": 0, "cdp_cache_hits": 0}
 
     def body(self, browser_id: str, language: str | None, currency: str | None) -> dict[str, Any]:
-        s = self.settings
+        c = self.config
         return {
-            "clientKey": s.cdp_client_key or "",
-            "channel": s.cdp_channel,
+            "clientKey": c.client_key,
+            "channel": c.channel,
             "language": (language or "en").split("-")[0].lower(),
             "currencyCode": (currency or "").upper() or None,
-            "pointOfSale": s.cdp_pos or "",
-            "friendlyId": s.personalize_flow,
+            "pointOfSale": c.pos,
+            "friendlyId": c.flow,
             "browserId": browser_id,
             "params": {},
         }
@@ -93,7 +103,7 @@ class Personalize:
                 timeout=max(2.0, self.budget * 10),
             )
             response.raise_for_status()
-            names = segment_names(response.json(), self.settings.personalize_segments_path)
+            names = segment_names(response.json(), self.config.segments_path)
         except Exception as exc:  # noqa: BLE001 - CDP down or answering nonsense: local segments
             self.stats["cdp_errors"] += 1
             self.failed[visitor_id] = True

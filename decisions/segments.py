@@ -13,7 +13,7 @@ from typing import Any
 from decisions.models import HourRange, Range, SegmentDef
 from gateway.headers import device_of, user_agent
 from gateway.identity import Visitor
-from tracking.profiles import Profile
+from state.profiles import Profile
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 COUNTRY_HEADERS = ("cf-ipcountry", "x-country", "cloudfront-viewer-country", "x-vercel-ip-country")

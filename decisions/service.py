@@ -10,37 +10,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from functools import partial
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-
-import httpx
 
 from decisions.compile import Compiled, compile_document, request_for, validate
 from decisions.errors import TableError, ValidationFailed
 from decisions.evaluate import Hit, evaluate, explain_table
-from decisions.experiments import ExposureBuffer, exposure_event, rows_of
 from decisions.loader import parse_text, read_source, signature, watch
 from decisions.models import TableSet
 from decisions.personalize import Personalize
 from decisions.rewrite import parse_query, reorder_for, rewrite_query
 from decisions.segments import Facts, facts_for, segments_of
-from decisions.store import Version, VersionStore
 from gateway.call import Call, Decision
 from gateway.headers import browser_id
 from gateway.identity import Visitor
 from gateway.operations import CATEGORIES_LIST, PRODUCTS_LIST, PROMOTIONS_LIST, recognise
-from gateway.settings import Settings
-from tracking.profiles import Profile, ProfileStore
+from state.exposures import Exposure
+from state.profiles import Profile, Profiles
+from state.versions import TableVersions, Version
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[dict[str, Any]], Awaitable[None]]
 ROUTES = {
     PRODUCTS_LIST: "me/products",
     PROMOTIONS_LIST: "me/promotions",
     CATEGORIES_LIST: "me/categories",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionsConfig:
+    """What the decision service needs, built once from the settings by the composition root."""
+
+    tables: Path | None = None  # a YAML file or folder imported as a new version when it changes
+    client_key: str | None = None  # CDP client key: names the storefront's `bid_` cookie
+    watch_interval: float = 1.0  # how often the tables file is checked
 
 
 def decision_header(hits: Iterable[Hit], version: int) -> str:
@@ -54,43 +60,29 @@ def decision_header(hits: Iterable[Hit], version: int) -> str:
 class DecisionService:
     def __init__(
         self,
-        settings: Settings,
-        profiles: ProfileStore,
-        emit: Emit,
-        http_client: httpx.AsyncClient | None = None,
+        config: DecisionsConfig,
         *,
-        watch_interval: float = 1.0,
-        flush_interval: float = 0.2,
+        profiles: Profiles,
+        versions: TableVersions,
+        personalize: Personalize | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.profiles = profiles
-        self.emit = emit
-        self.store = VersionStore(settings.store)
+        self.versions = versions
+        self.personalize = personalize
         self.live: Compiled | None = None
         self.last_errors: list[TableError] = []  # why the last file edit was refused
-        self.exposures = ExposureBuffer()
-        self.watch_interval = watch_interval
-        self.flush_interval = flush_interval
-        self._client = http_client
-        self._own_client = False
-        self.personalize: Personalize | None = None
-        if settings.personalize_flow and settings.cdp_url:
-            if self._client is None:
-                self._client, self._own_client = httpx.AsyncClient(), True
-            self.personalize = Personalize(settings, self._client)
         self._counts = dict.fromkeys(
             (
                 "calls",
                 "personalized",
                 "no_table",
                 "no_match",
-                "errors",
                 "publishes",
                 "rejected",
                 "reloads",
                 "reload_errors",
-                "emit_errors",
-                "exposure_write_errors",
+                "sync_errors",
             ),
             0,
         )
@@ -100,9 +92,8 @@ class DecisionService:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters for /metrics: calls, hits, failures (fail-open), CDP and exposure health."""
+        """Counters for /readyz: calls, hits, failures (fail-open) and CDP health."""
         merged = dict(self._counts)
-        merged["exposures_dropped"] = self.exposures.dropped
         if self.personalize:
             merged.update(self.personalize.stats)
         return merged
@@ -110,39 +101,46 @@ class DecisionService:
     # lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.store.open)
         await self.sync()
-        if self.settings.decisions is not None:
-            seen = await asyncio.to_thread(signature, self.settings.decisions)
+        tables = self.config.tables
+        if tables is not None:
+            seen = await asyncio.to_thread(signature, tables)
             await self.reload()
             self._tasks.append(
-                asyncio.create_task(
-                    watch(self.settings.decisions, self.reload, self.watch_interval, seen)
-                )
+                asyncio.create_task(watch(tables, self.reload, self.config.watch_interval, seen))
             )
-        self._tasks.append(asyncio.create_task(self._every(self.watch_interval, self.sync)))
-        self._tasks.append(asyncio.create_task(self._every(self.flush_interval, self.flush)))
+        self._tasks.append(asyncio.create_task(self._follow(), name="table-versions"))
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        await self.flush()
         if self.personalize:
             await self.personalize.close()
-        if self._own_client and self._client is not None:
-            await self._client.aclose()
+
+    async def _follow(self) -> None:
+        """Go live with versions other replicas publish, as the store announces them."""
+        while True:
+            try:
+                async for _ in self.versions.changes(after=self.version or 0):
+                    await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store is down: keep serving the live version, try again
+                self._counts["sync_errors"] += 1
+                log.warning("decision tables: cannot follow new versions; retrying", exc_info=True)
+                await asyncio.sleep(self.config.watch_interval)
 
     # versions -------------------------------------------------------------------------------
 
     async def sync(self) -> None:
         """Go live with the newest stored version if it is newer than ours: another worker or
         replica sharing the store published it."""
-        number = await asyncio.to_thread(self.store.latest_number)
+        number = await self.versions.latest_number()
         if number is None or number == self._unloadable or number <= (self.version or 0):
             return
-        latest = await asyncio.to_thread(self.store.get, number)
+        latest = await self.versions.get(number)
         if latest is None:
             return
         try:
@@ -160,7 +158,7 @@ class DecisionService:
     async def reload(self) -> Version | None:
         """Import the tables file as a new version unless that content was already imported; a bad
         file changes nothing."""
-        path = self.settings.decisions
+        path = self.config.tables
         assert path is not None
         try:
             source, parsed = await asyncio.to_thread(read_source, path)
@@ -207,8 +205,8 @@ class DecisionService:
         unless_repeated: bool = False,
     ) -> Version | None:
         async with self._publishing:
-            version = await asyncio.to_thread(
-                partial(self.store.add, source, author, comment, unless_repeated=unless_repeated)
+            version = await self.versions.add(
+                source, author, comment, unless_repeated=unless_repeated
             )
             if version is None:
                 return None
@@ -219,16 +217,16 @@ class DecisionService:
 
     async def rollback(self, number: int, author: str) -> Version | None:
         """Publish version `number`'s source again, as a new version; None if there is no such version."""
-        old = await asyncio.to_thread(self.store.get, number)
+        old = await self.versions.get(number)
         if old is None:
             return None
         return await self.publish(old.source, author, f"rollback to v{number}")
 
     async def get_version(self, number: int) -> Version | None:
-        return await asyncio.to_thread(self.store.get, number)
+        return await self.versions.get(number)
 
     async def list_versions(self) -> list[Version]:
-        return await asyncio.to_thread(self.store.versions)
+        return await self.versions.list()
 
     @property
     def version(self) -> int | None:
@@ -246,15 +244,8 @@ class DecisionService:
         )
 
     async def decide(self, call: Call) -> Decision | None:
-        """The proxy's hook. Fails open: any error means the shopper's query goes unchanged."""
-        try:
-            return await self._decide(call)
-        except Exception:
-            self._counts["errors"] += 1
-            log.exception("decision failed; forwarding the query unchanged")
-            return None
-
-    async def _decide(self, call: Call) -> Decision | None:
+        """The proxy's hook. An error propagates: the proxy logs it, counts it once and forwards
+        the shopper's query unchanged (fail open, in one place)."""
         live = self.live
         if live is None or call.method.upper() != "GET" or not call.operation.is_list:
             return None
@@ -275,8 +266,14 @@ class DecisionService:
             return None
         rewrite = rewrite_query(query, [a for a in (h.actions for h in hits) if a is not None])
         exposures = tuple(
-            exposure_event(
-                facts.visitor_id, h.rule.table, h.rule.id, h.variant, live.version, route, facts.now
+            Exposure(
+                facts.visitor_id,
+                h.rule.table,
+                h.rule.id,
+                h.variant or "default",
+                live.version,
+                route,
+                facts.now,
             )
             for h in hits
             if facts.visitor_id
@@ -289,11 +286,6 @@ class DecisionService:
             extra={"version": str(live.version), "kept": ",".join(rewrite.kept)},
             exposures=exposures,
         )
-
-    def exposed(self, decision: Decision) -> None:
-        """The proxy's hook after OrderCloud answered 2xx: the shopper saw these variants."""
-        for exposure in decision.exposures:
-            self.exposures.add(exposure)
 
     async def _segments(
         self,
@@ -310,7 +302,7 @@ class DecisionService:
         cdp: frozenset[str] = frozenset()
         if self.personalize is not None and live.cdp_names and facts.visitor_id:
             known = (profile.browser_id if profile else None) or browser_id(
-                headers, self.settings.cdp_client_key
+                headers, self.config.client_key
             )
             cdp = (
                 await self.personalize.segments(
@@ -370,42 +362,3 @@ class DecisionService:
             "pin": list(rewrite.pin or ()),
             "x_decision": decision_header(hits, live.version) if hits else None,
         }
-
-    # exposures ------------------------------------------------------------------------------
-
-    async def flush(self) -> None:
-        """Write buffered exposures to the store and hand them to the tracker."""
-        events = self.exposures.drain()
-        if not events:
-            return
-        try:
-            await asyncio.to_thread(self.store.add_exposures, rows_of(events))
-        except Exception:
-            self._counts["exposure_write_errors"] += 1
-            log.exception("decision exposures: store write failed (%d lost)", len(events))
-        # Concurrently, so the tracker's group commit takes the whole batch in one transaction.
-        outcomes = await asyncio.gather(*(self.emit(e) for e in events), return_exceptions=True)
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if failures:
-            self._counts["emit_errors"] += len(failures)
-            log.error("decision exposures: %d emits failed: %r", len(failures), failures[0])
-
-    async def _every(self, interval: float, job: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await job()
-            except Exception:  # a background job must outlive one failure
-                log.exception(
-                    "decision tables: background %s failed", getattr(job, "__name__", job)
-                )
-
-
-def build_decider(
-    settings: Settings,
-    profiles: ProfileStore,
-    emit: Emit,
-    http_client: httpx.AsyncClient | None = None,
-) -> DecisionService:
-    """The app builds it, then `await start()` on startup and `await stop()` on shutdown."""
-    return DecisionService(settings, profiles, emit, http_client)

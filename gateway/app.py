@@ -1,12 +1,12 @@
 """The gateway's ASGI app: the proxy, health checks, the admin API, and the lifespan that opens
-and closes the upstream pool, the tracker and the decision tables."""
+the shared state and starts (and stops) the tracker and the decision tables on it."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -15,13 +15,14 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from decisions.admin import create_admin_app
-from decisions.service import build_decider
+from decisions.service import DecisionService
+from gateway import compose
 from gateway.identity import Identity
 from gateway.proxy import Proxy
 from gateway.settings import Settings, load_settings
 from gateway.upstream import Upstream, UpstreamError
-from state.events import exposure
-from tracking.service import build_tracking
+from state import State
+from tracking.service import TrackingService
 
 log = logging.getLogger("ocgateway")
 
@@ -31,7 +32,8 @@ _SERVICE_PATHS = ("/healthz", "/readyz", "/admin")
 class Gateway:
     """Routes `/healthz`, `/readyz` and `/admin` to Starlette and everything else to the proxy.
 
-    The proxy is a bare ASGI callable on purpose: the hot path skips Starlette's routing.
+    The proxy is a bare ASGI callable on purpose: the hot path skips Starlette's routing. The
+    state, tracker and decision service exist from lifespan startup on (opening a store is I/O).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -43,24 +45,24 @@ class Gateway:
             read_timeout=settings.upstream_timeout,
         )
         self.identity = Identity(self.upstream.get_json)
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        self.state: State | None = None
+        self.tracking: TrackingService | None = None
+        self.decisions: DecisionService | None = None
+        self._admin: ASGIApp | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
-        self.tracking = build_tracking(settings, self.identity, self.upstream)
-        profiles = self.tracking.profiles
-        self.decisions = build_decider(settings, profiles, self._emit_exposure)
         self.proxy = Proxy(
             self.upstream,
             self.identity,
             max_body_bytes=settings.max_body_bytes,
             trusted_proxies=frozenset(settings.trusted_proxies),
-            tracker=self.tracking if settings.tracking else None,
-            decider=self.decisions,
             identity_budget=settings.personalize_timeout_ms / 1000,
         )
         self.service = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
                 Route("/readyz", self.readyz),
-                Mount("/admin", app=create_admin_app(self.decisions, settings)),
+                Mount("/admin", app=self.admin),
             ]
         )
         app: ASGIApp = self._route
@@ -87,28 +89,34 @@ class Gateway:
         else:
             await self.service(scope, receive, send)
 
+    async def admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._admin is None:
+            response = JSONResponse({"error": "starting"}, status_code=503)
+            await response(scope, receive, send)
+            return
+        await self._admin(scope, receive, send)
+
     async def start(self) -> None:
+        settings = self.settings
         await self.upstream.start()
         self._closers.append(self.upstream.close)
+        self._closers.append(self.http.aclose)
+        self.state = await compose.open_store(settings)
+        self._closers.append(self.state.close)
+        self.tracking = compose.tracker(
+            settings, self.state, self.http, self.upstream, self.identity
+        )
         await self.tracking.start()
         self._closers.append(self.tracking.stop)
+        self.decisions = compose.decider(settings, self.state, self.http)
         await self.decisions.start()
         self._closers.append(self.decisions.stop)
-
-    async def _emit_exposure(self, exposed: dict[str, Any]) -> None:
-        """Decision exposures go through the tracker, with the same durability as any event."""
-        await self.tracking.emit(
-            exposure(
-                exposed["visitor_id"],
-                exposed["table"],
-                exposed["rule"],
-                exposed["variant"],
-                at=exposed["at"],
-                anonymous=exposed["visitor_id"].startswith("anon-"),
-            )
-        )
+        self._admin = create_admin_app(self.decisions, settings.admin_token)
+        self.proxy.tracker = self.tracking
+        self.proxy.decider = self.decisions
 
     async def stop(self) -> None:
+        self.proxy.tracker = self.proxy.decider = None
         while self._closers:
             await self._closers.pop()()
 
@@ -133,26 +141,29 @@ class Gateway:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> JSONResponse:
-        """The upstream answers (any HTTP status will do) and the stores are open."""
+        """The upstream answers (any HTTP status will do) and the state store serves. A store
+        that serves in a degraded way (Redis down, events spooled locally) is reported but ready:
+        the storefront is still served and nothing is lost."""
         checks: dict[str, str] = {}
         try:
             await self.upstream.get_json("/oauth/certs/readyz", None, timeout=3.0)
             checks["upstream"] = "ok"
         except UpstreamError as exc:
             checks["upstream"] = str(exc)
-        try:
-            await self.tracking.store.read(lambda conn: conn.execute("SELECT 1").fetchone())
-            checks["store"] = "ok"
-        except Exception as exc:
-            checks["store"] = f"{type(exc).__name__}: {exc}"
-        ready = all(value == "ok" for value in checks.values())
+        if self.state is None:
+            checks["store"] = "starting"
+        else:
+            checks.update(await self.state.health())
+        ready = all(value == "ok" or value.startswith("degraded") for value in checks.values())
         body = {
-            "status": "ok" if ready else "unavailable",
+            "status": ("ok" if all(v == "ok" for v in checks.values()) else "degraded")
+            if ready
+            else "unavailable",
             "checks": checks,
             "counters": {
                 "proxy": dict(self.proxy.counters),
-                "tracking": dict(self.tracking.counts),
-                "decisions": self.decisions.stats,
+                "tracking": dict(self.tracking.counts) if self.tracking else {},
+                "decisions": self.decisions.stats if self.decisions else {},
             },
         }
         return JSONResponse(body, status_code=200 if ready else 503)

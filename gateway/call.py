@@ -8,14 +8,15 @@ shopper whose token did not verify: such a call is proxied and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.datastructures import Headers
 
 from gateway.identity import Visitor
 from gateway.operations import Operation
+from state.exposures import Exposure
 
 
 @dataclass(slots=True)
@@ -30,6 +31,7 @@ class Call:
     visitor: Visitor | None
     received_at: float  # epoch seconds
     body: bytes = b""  # request body; captured only when the tracker wants this call (bounded)
+    shopper: str | None = None  # the verified shopper's ordering key (anon-{orderid}, user:{usr})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,7 @@ class Decision:
     header: str  # value of the X-Decision response header
     reorder: Callable[[bytes], bytes] | None = None  # rewrites the (decoded) 2xx response body
     extra: dict[str, str] = field(default_factory=dict)  # what the decider wants to remember
-    exposures: tuple[dict[str, Any], ...] = ()  # who saw which variant; counted only on a 2xx
+    exposures: tuple[Exposure, ...] = ()  # who saw which variant; recorded only on a 2xx
 
 
 class Decider(Protocol):
@@ -50,13 +52,13 @@ class Decider(Protocol):
         """Return how to rewrite this GET list call, or None to forward it unchanged. Only called
         for a call whose token verified (`call.visitor` is set)."""
 
-    def exposed(self, decision: Decision) -> None:
-        """OrderCloud answered the rewritten call with a 2xx: count the decision's exposures."""
-
 
 class Tracker(Protocol):
     def wants(self, call: Call) -> bool:
         """Cheap, synchronous: should this call's request and response bodies be captured?"""
 
-    async def record(self, call: Call, status: int, body: bytes) -> None:
-        """Record the events of a 2xx call durably. Runs before the response's last byte is sent."""
+    async def record(
+        self, call: Call, status: int, body: bytes | None, exposures: Sequence[Exposure] = ()
+    ) -> None:
+        """Record the events of a 2xx call (`body` is None when `wants` said no) and the
+        exposures of its decision, durably. Runs before the response's last byte is sent."""

@@ -11,13 +11,10 @@ from typing import Any
 import uvicorn
 
 from decisions.commands import register as register_decisions
+from gateway.compose import open_store
 from gateway.settings import ConfigError, Settings, load_settings
-from tracking import profilestore
 from tracking.backfill.command import register as register_backfill
 from tracking.commands import register as register_tracking
-from tracking.profiles import ProfileStore
-from tracking.profilestore import SqliteProfileStore
-from tracking.store import Store
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -86,17 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a scripted shopper journey through the gateway")
     demo.set_defaults(func=_demo)
 
-    register_tracking(commands)
+    register_tracking(commands, open_store)
     register_backfill(commands)
-    register_decisions(commands, profiles_factory=_profiles)
+    register_decisions(commands, open_store)
     return parser
-
-
-def _profiles(settings: Settings) -> ProfileStore:
-    """The visitor profiles the tracker keeps, for `tables explain`."""
-    store = Store(settings.store, profilestore.SCHEMA)
-    store.open()
-    return SqliteProfileStore(store)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,7 @@ class Visitor:
     language: str | None = None  # from MeUser.Locale
     currency: str | None = None
     roles: tuple[str, ...] = ()
+    key: str | None = None  # ordering key: the same for every token of this shopper
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,16 @@ def anonymous_visitor_id(claims: dict[str, Any]) -> str | None:
     """`anon-{orderid}` for an anonymous shopper's token claims, else None."""
     order_id = claims.get("orderid")
     return f"anon-{order_id}" if isinstance(order_id, str) and order_id else None
+
+
+def shopper_key(claims: dict[str, Any]) -> str | None:
+    """A verified shopper's ordering key, known without I/O: `anon-{orderid}`, or `user:{usr}`
+    for a registered user (every token of theirs names the same username)."""
+    anon = anonymous_visitor_id(claims)
+    if anon:
+        return anon
+    user = claims.get("usr")
+    return f"user:{user[:256]}" if isinstance(user, str) and user else None
 
 
 def _digest(token: str) -> bytes:
@@ -188,6 +199,7 @@ class Identity:
             client_id=_text(claims.get("cid")),
             username=_text(claims.get("usr")),
             roles=_roles(claims.get("role")),
+            key=shopper_key(claims),
         )
         anon_id = anonymous_visitor_id(claims)
         if anon_id:

@@ -23,7 +23,7 @@ from gateway.accesslog import log_request
 from gateway.call import Call, Decider, Decision, Tracker
 from gateway.errors import send_error
 from gateway.headers import bearer_token
-from gateway.identity import Identity, Visitor
+from gateway.identity import Identity, Visitor, shopper_key
 from gateway.operations import recognise
 from gateway.upstream import Upstream, UpstreamError, UpstreamResponse
 
@@ -169,9 +169,7 @@ class Proxy:
             response_headers = _response_headers(response.headers)
             if not ok:
                 decision = None  # OrderCloud refused the call: nothing was personalized or seen
-            elif decision is not None:
-                self._exposed(decision)
-            if tracked and ok and call is not None and not await self._trusted(call):
+            if tracked and (not ok or call is None or not await self._trusted(call)):
                 tracked = False
             if ok and (tracked or (decision is not None and decision.reorder is not None)):
                 await self._send_buffered(send, response, response_headers, call, decision, tracked)
@@ -182,6 +180,8 @@ class Proxy:
                 await send({"type": "http.response.start", **start})
                 async for chunk in response.chunks():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if decision is not None and call is not None:
+                    await self._record(call, response.status, None, decision)
                 await send({"type": "http.response.body", "body": b""})
         except UpstreamError as exc:
             # The answer broke off after it started: nothing sensible can be sent any more.
@@ -231,28 +231,42 @@ class Proxy:
             call.visitor = await self._visitor(call.token)
         if call.visitor is None:
             return None  # no verified shopper: nobody to personalize for
+        call.shopper = call.shopper or call.visitor.key
         try:
             return await self.decider.decide(call)  # type: ignore[union-attr]
         except Exception:
             self._hook_failed("decisions")
             return None
 
-    def _exposed(self, decision: Decision) -> None:
-        try:
-            self.decider.exposed(decision)  # type: ignore[union-attr]
-        except Exception:
-            self._hook_failed("decisions")
-
     async def _trusted(self, call: Call) -> bool:
         """Whether a tracked call may be recorded: its token (if any) is one OrderCloud signed.
         A call without a token (a login) is identified later from the token OrderCloud issues."""
-        if call.visitor is not None or not call.token:
+        if call.visitor is not None:
+            call.shopper = call.shopper or call.visitor.key
+            return True
+        if not call.token:
             return True
         try:
-            return await self.identity.claims(call.token) is not None
+            claims = await self.identity.claims(call.token)
         except Exception:
             self._hook_failed("identity")
             return False
+        if claims is None:
+            return False
+        call.shopper = shopper_key(claims)
+        return True
+
+    async def _record(
+        self, call: Call, status: int, body: bytes | None, decision: Decision | None
+    ) -> None:
+        """Hand a 2xx call (and what its decision exposed) to the tracker; fails open."""
+        exposures = decision.exposures if decision is not None else ()
+        if self.tracker is None or (body is None and not exposures):
+            return
+        try:
+            await self.tracker.record(call, status, body, exposures)
+        except Exception:
+            self._hook_failed("tracking")
 
     async def _visitor(self, token: str) -> Visitor | None:
         try:
@@ -278,12 +292,16 @@ class Proxy:
             chunks.append(chunk)
             size += len(chunk)
             if size > _BUFFER_LIMIT:  # too big to inspect: pass it on untouched
+                if decision is not None:
+                    headers = _personalized(headers, decision)
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send(
                     {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
                 )
                 async for rest in stream:
                     await send({"type": "http.response.body", "body": rest, "more_body": True})
+                if call is not None:
+                    await self._record(call, status, None, decision)
                 await send({"type": "http.response.body", "body": b""})
                 return
         body = b"".join(chunks)
@@ -295,11 +313,8 @@ class Proxy:
                     headers = _with_length(headers, len(body))
                 except Exception:
                     self._hook_failed("decisions")
-        if tracked and call is not None:
-            try:
-                await self.tracker.record(call, status, body)  # type: ignore[union-attr]
-            except Exception:
-                self._hook_failed("tracking")
+        if call is not None:
+            await self._record(call, status, body if tracked else None, decision)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

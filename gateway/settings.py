@@ -36,7 +36,14 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1"])
 
     # Stores (SQLite file; outbox, visitor profiles, browser ids, decision tables)
-    store: Path = Path("ocgateway.db")
+    store: str = Field(
+        "ocgateway.db",
+        description="a SQLite file path, or redis://host:port/db (rediss:// for TLS) for replicas",
+    )
+    redis_prefix: str = "ocgw:"  # key prefix on Redis: several gateways may share one server
+    spool: Path = Path("ocgateway-spool.db")  # Redis backend: events wait here while Redis is down
+    lease_seconds: float = Field(30.0, gt=0, description="a dead process's deliveries move on")
+    partitions: int = Field(16, gt=0, le=1024, description="Redis outbox streams")
 
     # Tracking
     tracking: bool = True
@@ -75,6 +82,11 @@ class Settings(BaseSettings):
     personalize_flow: str | None = None  # friendlyId of the Personalize flow returning segments
     personalize_timeout_ms: int = Field(150, gt=0)
     personalize_segments_path: str = "segments"  # where segment names sit in the flow's response
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store(cls, value: object) -> object:
+        return str(value) if isinstance(value, Path) else value
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod

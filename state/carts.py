@@ -1,8 +1,8 @@
 """Each visitor's current cart as the tracker last saw it, for abandoned-cart events.
 
-Every change bumps the cart's version; a sweep reports each idle version at most once per
-`reported` call, so a crash between reporting and marking gives a duplicate event (with the same
-event id), never a lost one.
+Every change bumps the cart's version. Replicas sweep concurrently: `reported` is a claim that
+exactly one of them wins per version, and only the winner emits the event (a crash between the
+claim and the append loses that one derived event: abandonment is a signal, not a purchase).
 """
 
 from __future__ import annotations
@@ -45,5 +45,6 @@ class Carts(Protocol):
     async def idle(self, idle_since: float, limit: int = 500) -> list[IdleCart]:
         """Carts with lines, untouched since `idle_since`, whose current version is unreported."""
 
-    async def reported(self, visitor: str, version: int) -> None:
-        """That version of the visitor's cart has been turned into an event."""
+    async def reported(self, visitor: str, version: int) -> bool:
+        """Claim that version of the visitor's cart for an abandoned event: True for the one
+        caller that claims it first, False for every other (and for an older version)."""

@@ -81,24 +81,3 @@ class Event:
 
 
 _FIELDS = tuple(f.name for f in fields(Event))
-
-
-def exposure(
-    visitor: str,
-    table: str,
-    rule: str,
-    variant: str,
-    *,
-    at: float,
-    anonymous: bool = True,
-    browser_id: str | None = None,
-) -> Event:
-    """A decision exposure, for `TrackingService.emit`: which table/rule/variant the shopper saw."""
-    return Event(
-        type=DECISION_EXPOSED,
-        visitor=visitor,
-        occurred_at=at,
-        anonymous=anonymous,
-        browser_id=browser_id,
-        data={"table": table, "rule": rule, "variant": variant},
-    )

@@ -40,7 +40,11 @@ class Leased:
 
 class Outbox(Protocol):
     async def append(
-        self, events: Sequence[Event], routes: Sequence[Sequence[str]], now: float, hold_until: float
+        self,
+        events: Sequence[Event],
+        routes: Sequence[Sequence[str]],
+        now: float,
+        hold_until: float,
     ) -> None:
         """Record events durably, each for its destinations; held until `hold_until` unless
         released first (`hold_until <= now`: ready at once)."""

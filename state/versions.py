@@ -62,6 +62,7 @@ class TableVersions(Protocol):
     async def list(self) -> list[Version]:
         """Newest first, without sources (they can be large)."""
 
-    def changes(self) -> AsyncIterator[int]:
-        """The numbers of versions published anywhere, as they appear (within about a second);
-        runs until cancelled."""
+    def changes(self, after: int | None = None) -> AsyncIterator[int]:
+        """Every version number above `after` (default: the newest when iteration starts), once
+        each, in increasing order, as versions are published anywhere (within about a second).
+        Store errors are waited out, never raised; runs until cancelled."""

@@ -3,39 +3,29 @@ rollback, explain and the OpenAPI document, through starlette's TestClient."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from decisions.admin import create_admin_app
 from decisions.service import DecisionService
+from gateway import compose
 from gateway.settings import Settings
-from tracking.profiles import Profile
 
 EXAMPLE = (Path(__file__).parent.parent / "examples" / "decisions.yaml").read_text()
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-class NoProfiles:
-    async def get(self, visitor_id: str) -> Profile | None:
-        return None
-
-    async def put(self, profile: Profile) -> None:
-        return None
-
-
-async def discard(event: dict) -> None:
-    return None
-
-
 def client_for(tmp_path: Path, token: str | None = TOKEN) -> tuple[TestClient, DecisionService]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     settings = Settings(store=tmp_path / "gw.db", admin_token=token)
-    service = DecisionService(settings, NoProfiles(), discard)
-    service.store.open()
-    return TestClient(create_admin_app(service, settings)), service
+    state = asyncio.run(compose.open_store(settings))  # SQLite serves callers on any loop
+    service = compose.decider(settings, state, httpx.AsyncClient())
+    return TestClient(create_admin_app(service, token)), service
 
 
 def test_auth_missing_wrong_right_and_closed(tmp_path: Path) -> None:
@@ -92,7 +82,7 @@ def test_publish_versions_diff_and_rollback(tmp_path: Path) -> None:
     assert back.status_code == 201
     assert back.json()["version"] == 3 and back.json()["comment"] == "rollback to v1"
     assert "+        then:   { pin: [p-001, p-007, p-013" in back.json()["diff"]
-    assert service.version == 3 and service.store.get(3).source == EXAMPLE
+    assert service.version == 3 and asyncio.run(service.versions.get(3)).source == EXAMPLE
     assert client.post("/rollback/42", headers=AUTH).status_code == 404
 
 

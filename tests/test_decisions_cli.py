@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from pathlib import Path
 
@@ -10,16 +11,17 @@ import pytest
 
 from decisions.commands import register
 from decisions.models import json_schema
+from gateway.cli import main
+from gateway.compose import open_store
+from gateway.settings import Settings
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "examples" / "decisions.yaml"
 
 
 def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="ocgateway")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """The real `ocgateway` command line, settings from the (test's) environment."""
+    return main(list(argv))
 
 
 def test_committed_schema_is_the_generated_one() -> None:
@@ -97,11 +99,12 @@ def test_experiments_report(
 def test_tables_explain_uses_the_newest_stored_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from decisions.store import VersionStore
+    async def publish() -> None:
+        state = await open_store(Settings(store=tmp_path / "gw.db"))
+        await state.versions.add(EXAMPLE.read_text().replace("p-007", "p-008"), "admin")
+        await state.close()
 
-    store = VersionStore(tmp_path / "gw.db")
-    store.open()
-    store.add(EXAMPLE.read_text().replace("p-007", "p-008"), "admin")
+    asyncio.run(publish())
     monkeypatch.setenv("OCGW_STORE", str(tmp_path / "gw.db"))
     monkeypatch.setenv("OCGW_DECISIONS", str(EXAMPLE))
     assert cli("tables", "explain", "--visitor", "anon-o9", "/v1/me/products") == 0
@@ -113,10 +116,8 @@ def test_tables_explain_uses_the_newest_stored_version(
 def test_handlers_accept_the_settings_the_gateway_cli_loaded(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gateway.settings import Settings
-
     parser = argparse.ArgumentParser(prog="ocgateway")
-    register(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True), open_store)
     settings = Settings(store=tmp_path / "gw.db", decisions=EXAMPLE)
     args = parser.parse_args(["tables", "explain", "--visitor", "anon-1", "/v1/me/promotions"])
     assert args.func(args, settings) == 0

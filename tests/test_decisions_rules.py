@@ -18,7 +18,7 @@ from decisions.rewrite import rewrite_query
 from decisions.segments import compile_segment, facts_for, segments_of
 from gateway.headers import device_of
 from gateway.identity import Visitor
-from tracking.profiles import Profile
+from state.profiles import Profile
 
 T0 = datetime(2026, 3, 4, 12, 30, tzinfo=UTC).timestamp()  # a Wednesday, 12:30 UTC
 

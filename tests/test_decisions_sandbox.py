@@ -13,38 +13,24 @@ import pytest
 from starlette.datastructures import Headers
 
 from decisions.service import DecisionService
+from gateway import compose
 from gateway.call import Call
 from gateway.identity import Visitor
 from gateway.operations import recognise
 from gateway.sandbox import create_app
 from gateway.sandbox.catalog import CLIENT_ID, JANE, JOE
 from gateway.settings import Settings
-from tracking.profiles import Profile
+from state.profiles import Profile
 
 pytestmark = pytest.mark.anyio
 EXAMPLE = Path(__file__).parent.parent / "examples" / "decisions.yaml"
 
 
-class Profiles:
-    """What the tracker would know: Jane's three orders, Joe's none."""
-
-    def __init__(self) -> None:
-        self.by_id = {
-            "acme-jane": Profile(
-                "acme-jane", anonymous=False, buyer_id="acme", orders=3, spent=612.0
-            ),
-            "acme-joe": Profile("acme-joe", anonymous=False, buyer_id="acme"),
-        }
-
-    async def get(self, visitor_id: str) -> Profile | None:
-        return self.by_id.get(visitor_id)
-
-    async def put(self, profile: Profile) -> None:
-        return None
-
-
-async def _discard(event: dict) -> None:
-    return None
+# What the tracker would know: Jane's three orders, Joe's none.
+PROFILES = (
+    Profile("acme-jane", anonymous=False, buyer_id="acme", orders=3, spent=612.0),
+    Profile("acme-joe", anonymous=False, buyer_id="acme"),
+)
 
 
 @pytest.fixture
@@ -110,12 +96,11 @@ def ids(items: list[dict]) -> list[str]:
 async def test_repeat_customer_and_newcomer_see_different_lists(
     tmp_path: Path, sandbox: httpx.AsyncClient
 ) -> None:
-    service = DecisionService(
-        Settings(store=tmp_path / "gw.db", decisions=EXAMPLE),
-        Profiles(),
-        _discard,
-        watch_interval=3600,
-    )
+    settings = Settings(store=tmp_path / "gw.db", decisions=EXAMPLE)
+    state = await compose.open_store(settings)
+    for profile in PROFILES:
+        await state.profiles.update(profile.visitor_id, lambda _, p=profile: p)
+    service = compose.decider(settings, state, sandbox)
     await service.start()
     try:
         jane_products, jane_why = await listed(

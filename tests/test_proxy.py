@@ -389,3 +389,35 @@ def test_list_calls_resolve_the_shopper_only_when_a_table_could_apply(upstream, 
         response = httpx.get(gw + "/v1/me/products", headers=auth)
     assert "table=t;rule=r" in response.headers["x-decision"]
     assert me_calls() == before + 1
+
+
+def test_a_raising_hook_fails_open_and_is_counted_once_by_the_proxy(upstream, settings, caplog):
+    """Tracking and decisions raise; the proxy alone catches, logs and counts, and the call goes
+    on as a plain proxy call."""
+    url, fake = upstream
+
+    class Raising:
+        def wants(self, call):
+            return True
+
+        async def record(self, call, status, body, exposures=()):
+            raise RuntimeError("outbox down")
+
+        def applies(self, call):
+            return True
+
+        async def decide(self, call):
+            raise RuntimeError("tables broken")
+
+    app = create_app(settings(url))
+    with running(app, lifespan="on") as gw:
+        app.proxy.tracker = app.proxy.decider = Raising()
+        response = httpx.get(
+            gw + "/v1/me/products?search=x", headers={"Authorization": f"Bearer {signed()}"}
+        )
+    assert response.status_code == 200 and "x-decision" not in response.headers
+    assert last(fake)["query"] == "search=x"  # forwarded unchanged
+    assert app.proxy.counters["decisions_failures"] == 1
+    assert app.proxy.counters["tracking_failures"] == 1
+    failures = [r for r in caplog.records if "hook failed" in r.getMessage()]
+    assert len(failures) == 2 and all(r.exc_info for r in failures)

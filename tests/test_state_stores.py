@@ -160,18 +160,7 @@ async def test_browser_ids_put_new_keeps_the_first_and_put_replaces(replica: Ope
 
 
 def _line(line_id: str, product: str, quantity: int, total: float) -> dict[str, Any]:
-    return {
-        "ID": line_id,
-        "ProductID": product,
-        "Quantity": quantity,
-        "UnitPrice": total / quantity,
-        "LineTotal": total,
-        "Product": {"ID": product, "Name": product.upper(), "Description": "dropped"},
-        "xp": {"dropped": True},
-    }
-
-
-def _kept(line_id: str, product: str, quantity: int, total: float) -> dict[str, Any]:
+    """A cart line as the tracker hands it over (already cut to what a cart keeps)."""
     return {
         "ID": line_id,
         "ProductID": product,
@@ -180,6 +169,9 @@ def _kept(line_id: str, product: str, quantity: int, total: float) -> dict[str, 
         "LineTotal": total,
         "Product": {"ID": product, "Name": product.upper()},
     }
+
+
+_kept = _line
 
 
 async def _change(state: State, visitor: str, line: dict[str, Any], **kwargs: Any) -> Any:
@@ -223,8 +215,9 @@ async def test_idle_carts_are_reported_once_per_version(replica: Opener) -> None
         "anon-3",
     }
 
-    await b.carts.reported("anon-1", 1)
-    await b.carts.reported("anon-2", 7)  # not its version: stays unreported
+    assert await b.carts.reported("anon-1", 1)  # claimed by this caller...
+    assert not await a.carts.reported("anon-1", 1)  # ...and by no other
+    assert not await b.carts.reported("anon-2", 7)  # not its version: stays unreported
     assert {c.visitor for c in await a.carts.idle(idle_since=200.0)} == {"anon-2", "anon-3"}
 
     await _change(a, "anon-1", _line("l2", "p2", 1, 5.0), now=130.0)  # a new, unreported version

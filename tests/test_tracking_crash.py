@@ -16,9 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 WORKER = r"""
 import asyncio, sys, time
+from dataclasses import replace
 from pathlib import Path
+import httpx
+from gateway import compose
 from gateway.settings import Settings
-from tracking.service import TrackingService
 from tests.fakes_destinations import make_call, answer
 
 class Upstream:
@@ -27,7 +29,10 @@ class Upstream:
 
 async def main(mode, store, events):
     settings = Settings(store=Path(store), events_file=Path(events))
-    service = TrackingService(settings, None, Upstream())
+    state = await compose.open_store(settings)
+    service = compose.tracker(settings, state, httpx.AsyncClient(), Upstream(), None)
+    # Events the killed process held for hydration go as recorded once their hold passes.
+    service.config = replace(service.config, hydrate_timeout=0.5, hold_grace=0.5)
     await service.start()
     if mode == "drain":
         while True:

@@ -11,25 +11,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from state import StateConfig, open_state
 from state.events import Event
+from state.outbox import Outbox
 from tests.fakes_destinations import Sink, client_for
-from tracking import outbox
 from tracking.breaker import Breaker
 from tracking.destinations.file import FileDestination
 from tracking.destinations.webhook import WebhookDestination
 from tracking.dispatcher import Dispatcher, Policy
-from tracking.outbox import Outbox
-from tracking.store import Store, connect
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 async def box(tmp_path: Path):  # type: ignore[no-untyped-def]
-    store = Store(tmp_path / "d.db", outbox.SCHEMA)
-    store.open()
-    yield Outbox(store)
-    store.close()
+    state = await open_state(StateConfig(str(tmp_path / "d.db")))
+    yield state.outbox
+    await state.close()
 
 
 def fast(**kw: object) -> Policy:
@@ -55,7 +53,7 @@ async def put(box: Outbox, dest: str, visitors: list[str]) -> list[Event]:
         Event(type="orders.lines.added", visitor=v, occurred_at=1000.0 + i, data={"i": i})
         for i, v in enumerate(visitors)
     ]
-    await box.append([(e, [dest]) for e in events], time.time(), ready=True)
+    await box.append(events, [[dest]] * len(events), time.time(), 0)
     return events
 
 
@@ -173,9 +171,7 @@ async def test_4xx_dead_letters_at_once_and_replay_reuses_the_id(
     dispatcher, client = await run(box, sink, fast())
     await settle(box, {"delivered": 1, "dead": 1})
     assert sink.attempts == 2  # the dead one did not block the visitor's next event
-    conn = connect(box.store.path)
-    outbox.requeue_dead(conn, time.time())
-    conn.close()
+    assert await box.replay_dead() == 1
     dispatcher.wake()
     await settle(box, {"delivered": 2})
     assert [json.loads(b)["id"] for b in sink.bodies] == [good.id, bad.id]
@@ -205,7 +201,7 @@ async def test_dead_after_max_age(box: Outbox) -> None:
 
 async def test_a_dead_webhook_does_not_stall_the_file(box: Outbox, tmp_path: Path) -> None:
     events = [Event(type="products.viewed", visitor=f"v{i}", occurred_at=1.0) for i in range(30)]
-    await box.append([(e, ["webhook", "file"]) for e in events], time.time(), ready=True)
+    await box.append(events, [["webhook", "file"]] * len(events), time.time(), 0)
     sink = Sink([httpx.ConnectError("refused")])
     hook, client = await run(box, sink, fast())
     file = Dispatcher(box, FileDestination(tmp_path / "ev.jsonl"), fast())

@@ -6,12 +6,11 @@ import json
 
 import pytest
 
-from gateway.settings import Settings
 from state import events as ev
-from tests.fakes_destinations import ANON, JANE, FakeUpstream, answer, make_call, token
+from tests.fakes_destinations import ANON, JANE, answer, make_call, token
 from tracking.mapping import anonymous_visitor, bearer_from_answer, events_for
 from tracking.privacy import not_tracked, scrub
-from tracking.service import TrackingService
+from tracking.service import TrackingConfig, tracked
 
 LINE = {
     "ID": "l1",
@@ -174,12 +173,12 @@ def test_bots_and_gpc_are_configurable() -> None:
     assert not not_tracked({"sec-gpc": "1"}, track_bots=False, honour_gpc=False)
 
 
-def test_wants_is_cheap_and_selective(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    service = TrackingService(Settings(store=tmp_path / "s.db"), None, FakeUpstream({}))
-    assert service.wants(make_call("GET", "/v1/me/products/p1"))
-    assert not service.wants(make_call("GET", "/v1/me/products", "pageSize=3"))
-    assert service.wants(make_call("GET", "/v1/me/products", "Search=bike"))
-    assert not service.wants(make_call("GET", "/v1/me"))
-    assert not service.wants(make_call("GET", "/v1/me/products/p1", headers={"sec-gpc": "1"}))
-    off = TrackingService(Settings(store=tmp_path / "t.db", tracking=False), None, FakeUpstream({}))
-    assert not off.wants(make_call("GET", "/v1/me/products/p1"))
+def test_what_is_tracked_is_decided_cheaply() -> None:
+    config = TrackingConfig()
+    assert tracked(make_call("GET", "/v1/me/products/p1"), config)
+    assert tracked(make_call("GET", "/v1/me/products", "pageSize=3"), config) is False
+    assert tracked(make_call("GET", "/v1/me/products", "Search=bike"), config)
+    assert tracked(make_call("GET", "/v1/me"), config) is False
+    opted_out = make_call("GET", "/v1/me/products/p1", headers={"sec-gpc": "1"})
+    assert tracked(opted_out, config) is None  # counted as skipped
+    assert tracked(make_call("GET", "/v1/me/products/p1"), TrackingConfig(enabled=False)) is False

@@ -7,13 +7,15 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway import compose
 from gateway.settings import Settings
-from state import events as ev
+from state.exposures import Exposure
 from tests.fakes_destinations import (
     ANON,
     JANE,
@@ -75,9 +77,10 @@ def upstream_routes() -> dict[str, tuple[int, Any]]:
 
 
 class Rig:
-    def __init__(
-        self, tmp_path: Path, clock: Callable[[], float] = time.time, **settings: Any
-    ) -> None:
+    """A tracker on its own SQLite state, with fake OrderCloud, fake destinations and fast
+    retries; `open` builds it the way the composition root does."""
+
+    def __init__(self, tmp_path: Path, **settings: Any) -> None:
         self.sinks = {
             host: Sink([200]) for host in ("cdp.test", "send.test", "rfk.test", "hook.test")
         }
@@ -97,19 +100,43 @@ class Rig:
             **settings,
         )
 
+    @classmethod
+    async def open(
+        cls,
+        tmp_path: Path,
+        clock: Callable[[], float] = time.time,
+        hold: float = 30.0,
+        **settings: Any,
+    ) -> Rig:
+        rig = cls(tmp_path, **settings)
+        rig.state = await compose.open_store(rig.settings)
+        ids = compose.browsers(rig.settings, rig.state, rig.http)
+
         def fast() -> Policy:
             return Policy(
                 base_delay=0.001, max_delay=0.01, poll=0.02, breaker=Breaker(threshold=50)
             )
 
-        self.service = TrackingService(
-            self.settings,
-            FakeIdentity({NEW_TOKEN: JANE, "jane-token": JANE}),
-            self.upstream,
-            http=self.http,
-            clock=clock,
+        config = replace(compose.tracking_config(rig.settings), hold_grace=hold)
+        rig.service = TrackingService(
+            config,
+            outbox=rig.state.outbox,
+            profiles=rig.state.profiles,
+            carts=rig.state.carts,
+            exposures=rig.state.exposures,
+            browsers=ids,
+            destinations=compose.destinations(rig.settings, rig.http, ids),
+            upstream=rig.upstream,
+            identity=FakeIdentity({NEW_TOKEN: JANE, "jane-token": JANE}),
             policy=fast,
+            clock=clock,
         )
+        return rig
+
+    async def close(self) -> None:
+        await self.service.stop(2)
+        await self.state.close()
+        await self.http.aclose()
 
     def hook(self) -> list[dict[str, Any]]:
         return self.sinks["hook.test"].json()
@@ -131,11 +158,10 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
-    rig = Rig(tmp_path)
+    rig = await Rig.open(tmp_path)
     await rig.service.start()
     yield rig
-    await rig.service.stop(2)
-    await rig.http.aclose()
+    await rig.close()
 
 
 async def test_submit_is_hydrated_completely_even_for_a_cart_built_elsewhere(rig: Rig) -> None:
@@ -219,8 +245,11 @@ async def test_removal_knows_its_product_from_the_cart(rig: Rig) -> None:
 
 
 async def test_exposures_go_to_webhook_file_and_cdp_only(rig: Rig) -> None:
-    await rig.service.emit(ev.exposure("anon-o1", "home", "r1", "B", at=5.0))
+    seen = Exposure("anon-o1", "home", "r1", "B", 3, "me/products", 5.0)
+    call = make_call("GET", "/v1/me/products", visitor=ANON, bearer=ANON_TOKEN)
+    await rig.service.record(call, 200, None, [seen])
     await rig.drained()
+    assert (await rig.state.exposures.report())[0]["exposures"] == 1
     assert [h["type"] for h in rig.hook()] == ["sitecore.backbone.messages.decisions.exposed"]
     assert [e["type"] for e in rig.file()] == ["decisions.exposed"]
     [cdp_body] = [b for b in rig.sinks["cdp.test"].json() if "type" in b]
@@ -305,7 +334,7 @@ async def test_no_secret_reaches_any_destination_or_log(
 
 async def test_an_abandoned_cart_is_reported_once_per_state(tmp_path: Path) -> None:
     now = [1_000.0]
-    rig = Rig(tmp_path, clock=lambda: now[0], abandon_after=100.0)
+    rig = await Rig.open(tmp_path, clock=lambda: now[0], abandon_after=100.0)
     service = rig.service
     await service.start()
     add = make_call("POST", "/v1/cart/lineitems", visitor=ANON, bearer=ANON_TOKEN)
@@ -335,12 +364,13 @@ async def test_an_abandoned_cart_is_reported_once_per_state(tmp_path: Path) -> N
     assert len(abandoned) == 2 and abandoned[1]["payload"]["items"] == 2
     assert any(b.get("type") == "CART_ABANDONED" for b in rig.sinks["cdp.test"].json())
     assert any(b.get("actionType") == "CART_ABANDONED" for b in rig.sinks["send.test"].json())
-    await service.stop(2)
-    await rig.http.aclose()
+    await rig.close()
 
 
-async def test_an_event_never_hydrated_is_still_delivered_after_restart(tmp_path: Path) -> None:
-    rig = Rig(tmp_path)
+async def test_an_event_never_hydrated_goes_as_recorded_once_its_hold_passes(
+    tmp_path: Path,
+) -> None:
+    rig = await Rig.open(tmp_path, hold=0.0, upstream_timeout=0.2)
     hang = asyncio.Event()
 
     class Stuck:
@@ -351,27 +381,28 @@ async def test_an_event_never_hydrated_is_still_delivered_after_restart(tmp_path
     await rig.service.start()
     call = make_call("POST", "/v1/cart/submit", visitor=JANE, bearer="jane-token")
     await rig.service.record(call, 201, answer({"ID": "o1", "Total": 3.0}))
-    await rig.service.stop(0.05)  # hydration still waiting: cancelled, event stays on disk
+    await rig.service.stop(0.05)  # hydration still waiting: cancelled, the event stays held
     assert rig.hook() == []
-    again = Rig(tmp_path)
+    await rig.state.close()
+    again = await Rig.open(tmp_path, hold=0.0, upstream_timeout=0.2)  # the process restarted
     await again.service.start()
     await again.drained()
     [hook] = again.hook()
     assert hook["payload"]["order"]["ID"] == "o1" and hook["visitor"] == "b1-jane"
-    assert hook["browser_id"]
-    await again.service.stop(2)
+    await again.close()
     await rig.http.aclose()
-    await again.http.aclose()
 
 
-async def test_record_fails_open_when_the_store_is_closed(tmp_path: Path) -> None:
-    rig = Rig(tmp_path)
+async def test_record_raises_when_the_store_is_closed_and_the_proxy_counts_it(
+    tmp_path: Path,
+) -> None:
+    rig = await Rig.open(tmp_path)
     call = make_call("GET", "/v1/me/products/p1")
     await rig.service.record(call, 200, answer({"ID": "p1"}))  # not started: ignored
     await rig.service.start()
-    rig.service.store.close()
-    await rig.service.record(call, 200, answer({"ID": "p1"}))
-    assert rig.service.counts["errors"] == 1
+    await rig.state.close()
+    with pytest.raises(RuntimeError):
+        await rig.service.record(call, 200, answer({"ID": "p1"}))
     await rig.service.stop(1)
     await rig.http.aclose()
 

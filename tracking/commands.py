@@ -1,24 +1,27 @@
 """`ocgateway events ...`: look at and repair the outbox from the command line.
 
-They open the SQLite file directly (WAL lets them run next to a live gateway).
+They open the configured state (`OCGW_STORE`, or `--store`): the SQLite file next to a live
+gateway (WAL lets them), or the Redis every replica shares.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
-import time
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.settings import Settings, load_settings
-from tracking import outbox
-from tracking.store import connect
+from gateway.settings import Settings
+from state import State
+from state.events import Event
+
+OpenStore = Callable[[Settings], Awaitable[State]]
 
 
-def register(subparsers: Any) -> None:
-    """Add the `events` command group; each sets `func(args, settings=None)`."""
+def register(subparsers: Any, open_store: OpenStore) -> None:
+    """Add the `events` command group; each sets `func(args, settings)`."""
     events = subparsers.add_parser("events", help="tracking outbox: stats, tail, replay")
     commands = events.add_subparsers(dest="events_command", required=True)
 
@@ -27,13 +30,13 @@ def register(subparsers: Any) -> None:
     )
     _store_option(stats)
     stats.add_argument("--json", action="store_true", help="machine-readable output")
-    stats.set_defaults(func=run_stats)
+    stats.set_defaults(func=_runner(run_stats, open_store))
 
     tail = commands.add_parser("tail", help="show recent events (and follow with -f)")
     _store_option(tail)
     tail.add_argument("-n", type=int, default=10, help="how many recent events (default 10)")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
-    tail.set_defaults(func=run_tail)
+    tail.set_defaults(func=_runner(run_tail, open_store))
 
     replay = commands.add_parser("replay", help="requeue dead deliveries (same event ids)")
     _store_option(replay)
@@ -43,34 +46,37 @@ def register(subparsers: Any) -> None:
     replay.add_argument(
         "--destination", help="only this destination (cdp, send, discover, webhook, file)"
     )
-    replay.set_defaults(func=run_replay)
+    replay.set_defaults(func=_runner(run_replay, open_store))
 
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--store", type=Path, default=None, help="SQLite store (default OCGW_STORE)"
-    )
+    parser.add_argument("--store", default=None, help="SQLite file or redis:// URL (OCGW_STORE)")
 
 
-def _store(args: argparse.Namespace, settings: Settings | None) -> Path:
-    if args.store is not None:
-        return Path(args.store)
-    return (settings or load_settings()).store
+def _runner(
+    command: Callable[[argparse.Namespace, State], Awaitable[int]], open_store: OpenStore
+) -> Callable[[argparse.Namespace, Settings], int]:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        if args.store is not None:
+            settings = settings.model_copy(update={"store": str(args.store)})
+
+        async def main() -> int:
+            state = await open_store(settings)
+            try:
+                return await command(args, state)
+            finally:
+                await state.close()
+
+        try:
+            return asyncio.run(main())
+        except KeyboardInterrupt:
+            return 0
+
+    return run
 
 
-def _open(args: argparse.Namespace, settings: Settings | None) -> Any:
-    path = _store(args, settings)
-    if not path.exists():
-        raise SystemExit(f"no store at {path}")
-    return connect(path)
-
-
-def run_stats(args: argparse.Namespace, settings: Settings | None = None) -> int:
-    conn = _open(args, settings)
-    try:
-        table = outbox.stats(conn)
-    finally:
-        conn.close()
+async def run_stats(args: argparse.Namespace, state: State) -> int:
+    table = await state.outbox.stats()
     if args.json:
         print(json.dumps(table, sort_keys=True))
         return 0
@@ -81,35 +87,25 @@ def run_stats(args: argparse.Namespace, settings: Settings | None = None) -> int
     return 0
 
 
-def run_tail(args: argparse.Namespace, settings: Settings | None = None) -> int:
-    conn = _open(args, settings)
-    try:
-        last = 0
-        for seq, event in outbox.recent(conn, args.n):
+async def run_tail(args: argparse.Namespace, state: State) -> int:
+    last: str | None = None
+    for cursor, event in await state.outbox.recent(args.n):
+        _print(event)
+        last = cursor
+    while args.follow:
+        await asyncio.sleep(0.5)
+        for cursor, event in await state.outbox.recent(1000, after=last):
             _print(event)
-            last = seq
-        while args.follow:
-            time.sleep(0.5)
-            for seq, event in outbox.recent(conn, 1000, after=last):
-                _print(event)
-                last = seq
-    except KeyboardInterrupt:
-        pass
-    finally:
-        conn.close()
+            last = cursor
     return 0
 
 
-def run_replay(args: argparse.Namespace, settings: Settings | None = None) -> int:
-    conn = _open(args, settings)
-    try:
-        count = outbox.requeue_dead(conn, time.time(), args.destination)
-    finally:
-        conn.close()
+async def run_replay(args: argparse.Namespace, state: State) -> int:
+    count = await state.outbox.replay_dead(args.destination)
     print(f"requeued {count} dead deliveries")
     return 0
 
 
-def _print(event: Any) -> None:
+def _print(event: Event) -> None:
     print(f"{event.time} {event.type:<22} {event.visitor or '-':<28} {event.id}")
     sys.stdout.flush()

@@ -1,7 +1,8 @@
 """Delivers the outbox to one destination, in the background, durably and in order per visitor.
 
-One dispatcher per destination, so a dead webhook never stalls CDP. Each round pulls a bounded page
-of due deliveries from SQLite, groups them by visitor and runs one chain per visitor (concurrent
+One dispatcher per destination, so a dead webhook never stalls CDP. Each round leases a bounded
+page of due deliveries from the outbox (any replica may deliver any event; a lease keeps two from
+sending the same one), grouped by visitor, and runs one chain per visitor (concurrent
 across visitors, sequential within one; batch destinations get one chain). A failure stops its
 chain and schedules a retry with capped exponential backoff and full jitter (or the server's
 Retry-After); permanent errors, too many attempts or too old an event dead-letter the delivery.
@@ -17,10 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from state.events import Event
+from state.outbox import Delivery, Outbox
 from tracking.breaker import Breaker
 from tracking.destinations.outcome import DeliveryError
-from state.events import Event
-from tracking.outbox import Due, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Dispatcher:
         self.rng = rng
         self.delivered = 0
         self.failed = 0
+        self.scan_errors = 0
         self._changed = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -114,34 +116,41 @@ class Dispatcher:
             per_key = 1 if probing else self.policy.per_key
             limit = 1 if probing else (self.destination.max_batch if batching else room * per_key)
             try:
-                picked, next_due, events = await self.outbox.work(
+                leased = await self.outbox.lease(
                     self.name,
                     now,
-                    self._inflight.keys(),
                     limit=limit,
                     per_key=per_key,
                     max_keys=None if batching else room,
+                    busy=tuple(self._inflight),
                 )
-            except Exception:
-                log.exception("outbox scan failed for %s", self.name)
+            except Exception as exc:  # the store is down: try again shortly, quietly
+                self._scan_failed(exc)
                 await self._idle(self.policy.poll)
                 continue
+            picked = leased.groups
             if not picked:
-                wait = self.policy.poll if next_due is None else next_due - now
+                wait = self.policy.poll if leased.next_due is None else leased.next_due - now
                 await self._idle(min(self.policy.poll, wait))
                 continue
             if batching:
-                dues = sorted((d for group in picked.values() for d in group), key=lambda d: d.seq)
-                self._launch("*batch*", dues, events)
+                dues = [d for group in picked.values() for d in group]
+                dues.sort(key=lambda d: d.queued_at)
+                self._launch("*batch*", dues)
                 if len(dues) < self.destination.max_batch:
                     await asyncio.sleep(self.policy.linger)  # let the next batch fill up
             else:
                 for key, dues in picked.items():
-                    self._launch(key, dues, events)
+                    self._launch(key, dues)
             await self._idle(self.policy.poll)
 
-    def _launch(self, key: str, dues: list[Due], events: dict[int, Event]) -> None:
-        task = asyncio.create_task(self._chain(dues, events))
+    def _scan_failed(self, exc: Exception) -> None:
+        self.scan_errors += 1
+        if self.scan_errors == 1 or self.scan_errors % 60 == 0:
+            log.warning("outbox unavailable for %s: %s", self.name, type(exc).__name__)
+
+    def _launch(self, key: str, dues: list[Delivery]) -> None:
+        task = asyncio.create_task(self._chain(dues))
         self._inflight[key] = task
 
         def done(_: asyncio.Task[None]) -> None:
@@ -159,33 +168,33 @@ class Dispatcher:
         except TimeoutError:
             pass
 
-    async def _chain(self, dues: list[Due], events: dict[int, Event]) -> None:
+    async def _chain(self, dues: list[Delivery]) -> None:
         try:
             if self.destination.max_batch > 1:
-                await self._send(dues, [events[d.seq] for d in dues])
+                await self._send(dues)
                 return
             for due in dues:
-                if not await self._send([due], [events[due.seq]]):
+                if not await self._send([due]):
                     return
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("dispatch chain failed for %s", self.name)
 
-    async def _send(self, dues: list[Due], events: list[Event]) -> bool:
+    async def _send(self, dues: list[Delivery]) -> bool:
         try:
-            await self.destination.send(events)
+            await self.destination.send([d.event for d in dues])
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure is a failed delivery
             await self._failed(dues, exc)
             return False
-        await self.outbox.delivered(self.name, [d.seq for d in dues])
+        await self.outbox.ack(self.name, dues)
         self.delivered += len(dues)
         self.policy.breaker.success()
         return True
 
-    async def _failed(self, dues: list[Due], exc: Exception) -> None:
+    async def _failed(self, dues: list[Delivery], exc: Exception) -> None:
         now = self.clock()
         policy = self.policy
         permanent = isinstance(exc, DeliveryError) and exc.permanent
@@ -202,9 +211,9 @@ class Dispatcher:
             delay = self.rng() * min(policy.max_delay, policy.base_delay * 2 ** (attempts - 1))
             if retry_after is not None:
                 delay = max(delay, retry_after)
-            await self.outbox.failed(self.name, due.seq, now + delay, message, dead)
+            await self.outbox.retry(self.name, due, now + delay, message, dead)
             if dead:
-                log.warning("dead-lettered event seq=%s for %s: %s", due.seq, self.name, message)
+                log.warning("dead-lettered event %s for %s: %s", due.event.id, self.name, message)
         if permanent:
             self.policy.breaker.success()  # the destination answered; this event is the problem
             return

@@ -6,6 +6,7 @@ is added later by `hydrate`; this module only reads the call, its request body a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -18,6 +19,7 @@ from gateway.headers import browser_id, user_agent
 from gateway.identity import anonymous_visitor_id
 from state import events as ev
 from state.events import Event
+from state.exposures import Exposure
 from tracking.privacy import scrub
 
 TRACKED_KINDS = frozenset(
@@ -58,6 +60,7 @@ def events_for(
             browser_id=browser_id(headers, client_key),
             context=_context(call, headers),
             data=scrub(data),
+            key=call.shopper or (visitor.key if visitor else None),
         )
 
     if kind == ops.TOKEN:
@@ -66,6 +69,7 @@ def events_for(
             return []
         identified = event(ev.IDENTIFIED, method="login", username=form.get("username"))
         identified.visitor, identified.anonymous = None, False
+        identified.key = _user_key(form.get("username"))
         if visitor and visitor.anonymous:
             identified.previous_visitor = visitor.id
         return [identified]
@@ -74,8 +78,10 @@ def events_for(
             visitor.id if visitor and visitor.anonymous else None
         )
         if kind == ops.REGISTER:
-            identified = event(ev.IDENTIFIED, method="register", user=_json(call.body))
+            user = _json(call.body)
+            identified = event(ev.IDENTIFIED, method="register", user=user)
             identified.visitor = None  # the new user; known once the new token is hydrated
+            identified.key = _user_key(user.get("Username") if isinstance(user, dict) else None)
         else:
             identified = event(ev.IDENTIFIED, method="transfer")
         identified.anonymous = False
@@ -117,6 +123,27 @@ def events_for(
     order = answer if isinstance(answer, dict) else {}
     where["order_id"] = where["order_id"] or order.get("ID")
     return [event(ev.ORDER_SUBMITTED, order=order, **where)]
+
+
+def _user_key(username: object) -> str | None:
+    """The ordering key a registered user's later tokens will carry (`user:{usr}`)."""
+    return f"user:{username[:256]}" if isinstance(username, str) and username else None
+
+
+def exposure_events(call: Call, exposures: Sequence[Exposure]) -> list[Event]:
+    """One event per exposure of a decision the shopper saw: which table, rule and variant."""
+    visitor = call.visitor
+    return [
+        Event(
+            type=ev.DECISION_EXPOSED,
+            visitor=e.visitor,
+            occurred_at=e.at,
+            anonymous=visitor.anonymous if visitor else e.visitor.startswith("anon-"),
+            key=call.shopper or (visitor.key if visitor else None),
+            data={"table": e.table, "rule": e.rule, "variant": e.variant, "version": e.version},
+        )
+        for e in exposures
+    ]
 
 
 def anonymous_visitor(query: str) -> str | None:

@@ -16,16 +16,18 @@ from redis.asyncio.client import Pipeline
 from state.carts import IdleCart
 
 CART_TTL = 90 * 24 * 3600  # like profiles: a cart untouched this long is forgotten
-_LINE_FIELDS = ("ID", "ProductID", "Quantity", "UnitPrice", "LineTotal")
 _EMPTY = b"{}"
 
 # Mark a version reported only if it is still the current one (a newer change stays unreported),
 # and take the cart out of the sweep's index.
 _REPORTED = """
-if redis.call('HGET', KEYS[1], 'version') == ARGV[2] then
+local c = redis.call('HMGET', KEYS[1], 'version', 'reported')
+if c[1] == ARGV[2] and tonumber(c[2] or '0') < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'reported', ARGV[2])
   redis.call('ZREM', KEYS[2], ARGV[1])
+  return 1
 end
+return 0
 """
 
 # Drop an index entry the sweep found nothing to report for, unless a change since made it due.
@@ -35,12 +37,6 @@ if not c[1] or c[1] == '{}' or tonumber(c[3] or '0') >= tonumber(c[2] or '0') th
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
 """
-
-
-def _kept_line(line: dict[str, Any]) -> dict[str, Any]:
-    kept = {k: line.get(k) for k in _LINE_FIELDS}
-    kept["Product"] = {"ID": line.get("ProductID"), "Name": (line.get("Product") or {}).get("Name")}
-    return kept
 
 
 def _due(cart: dict[bytes, bytes]) -> bool:
@@ -84,7 +80,7 @@ class RedisCarts:
             if removed:
                 lines.pop(line_id, None)
             elif line_id:
-                lines[line_id] = _kept_line(line)
+                lines[line_id] = line
             fields: dict[str, str | bytes] = {
                 "lines": orjson.dumps(lines),
                 "updated_at": repr(now),
@@ -159,8 +155,11 @@ class RedisCarts:
             await self._prune(keys=[self._key(visitor), self.index], args=[visitor])
         return found
 
-    async def reported(self, visitor: str, version: int) -> None:
-        await self._reported(keys=[self._key(visitor), self.index], args=[visitor, str(version)])
+    async def reported(self, visitor: str, version: int) -> bool:
+        claimed = await self._reported(
+            keys=[self._key(visitor), self.index], args=[visitor, str(version)]
+        )
+        return bool(claimed)
 
 
 def _idle_cart(visitor: str, cart: dict[bytes, bytes]) -> IdleCart:

@@ -108,10 +108,10 @@ class RedisTableVersions:
             for number, (created_at, author, comment) in zip(numbers, rows, strict=True)
         ]
 
-    async def changes(self) -> AsyncIterator[int]:
-        """Every number after the newest when iteration starts, once each, in increasing order.
-        Redis errors (a restart, a failover) are logged and waited out, never raised."""
-        seen: int | None = None
+    async def changes(self, after: int | None = None) -> AsyncIterator[int]:
+        """Every number above `after` (default: the newest when iteration starts), once each, in
+        increasing order. Redis errors (a restart, a failover) are logged and waited out."""
+        seen: int | None = after
         pubsub: PubSub | None = None
         try:
             while True:

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from state import events as ev
-from tracking.destinations.outcome import DeliveryError, check
 from state.events import Event
+from tracking.destinations.outcome import DeliveryError, check
 from tracking.productfields import ProductFields
 
 ACCEPTS = frozenset(

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from state import events as ev
-from tracking.destinations.outcome import check
 from state.events import Event
+from tracking.destinations.outcome import check
 
 ACCEPTS = frozenset({ev.PRODUCT_VIEWED, ev.LINE_ADDED, ev.ORDER_SUBMITTED})
 

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 
 from state import events as ev
-from tracking.destinations.outcome import check
 from state.events import Event
+from tracking.destinations.outcome import check
 from tracking.productfields import DEFAULT_FIELDS, ProductFields
 
 ACCEPTS = frozenset(

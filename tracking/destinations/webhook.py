@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from tracking.destinations.outcome import check
 from state.events import ALL_TYPES, Event
+from tracking.destinations.outcome import check
 
 PREFIX = "sitecore.backbone.messages."
 SIGNATURE_HEADER = "X-OCGW-Signature"

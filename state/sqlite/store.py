@@ -1,4 +1,4 @@
-"""One SQLite file shared by the tracking stores: a single writer thread with group commit.
+"""One SQLite file holding every store: a single writer thread with group commit.
 
 Every write is a small function run on the writer's connection. The thread takes everything queued
 since its last commit and runs it in one transaction (each function in its own savepoint, so one
@@ -53,9 +53,9 @@ class Store:
         writer = connect(self.path)
         writer.executescript(self._schema)
         self._reader = connect(self.path)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracking-reader")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         self._thread = threading.Thread(
-            target=self._run, args=(writer,), name="tracking-writer", daemon=True
+            target=self._run, args=(writer,), name="sqlite-writer", daemon=True
         )
         self._thread.start()
 
@@ -73,7 +73,7 @@ class Store:
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in the next group commit; return once it is committed."""
         if self._thread is None:
-            raise RuntimeError("tracking store is not open")
+            raise RuntimeError("SQLite store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         # Straight to the writer: whatever queues up while it commits goes in its next batch.
@@ -123,7 +123,7 @@ class Store:
             conn.execute("COMMIT")
             self.commits += 1
         except Exception as exc:
-            log.exception("tracking store commit failed")
+            log.exception("SQLite store commit failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(future, loop, None, exc) for _, future, loop in work]
