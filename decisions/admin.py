@@ -215,7 +215,7 @@ def create_admin_app(service: DecisionService, settings: Settings) -> Starlette:
         if isinstance(text, Response):
             return text
         try:
-            compiled = service.check(text)
+            compiled = await service.check(text)
         except ValidationFailed as exc:
             return _rejected(exc)
         return JSONResponse({"ok": True, "tables": [t.id for t in compiled.document.tables]})
