@@ -89,18 +89,32 @@ def locate_error(
     )
 
 
+MAX_REPORTED_ERRORS = 100
+
+
+def _reported(errors: list[TableError], total: int) -> ValidationFailed:
+    """The first MAX_REPORTED_ERRORS of `total` errors: a 100,000-rule document broken on every
+    rule would otherwise answer with megabytes of errors nobody reads."""
+    kept = errors[:MAX_REPORTED_ERRORS]
+    if total > len(kept):
+        kept.append(TableError(f"… and {total - len(kept)} more"))
+    return ValidationFailed(kept)
+
+
 def validate(parsed: Parsed) -> TableSet:
-    """The document as models, or ValidationFailed listing every problem found."""
+    """The document as models, or ValidationFailed listing the problems found."""
     try:
         document = TableSet.model_validate(parsed.data)
     except ValidationError as exc:
+        found = exc.errors(include_url=False, include_context=False, include_input=False)
         errors = [
-            locate_error(parsed, e["loc"], e["msg"], e["type"] == "missing") for e in exc.errors()
+            locate_error(parsed, e["loc"], e["msg"], e["type"] == "missing")
+            for e in found[:MAX_REPORTED_ERRORS]
         ]
-        raise ValidationFailed(errors) from None
+        raise _reported(errors, len(found)) from None
     errors = _cross_check(document, parsed)
     if errors:
-        raise ValidationFailed(errors)
+        raise _reported(errors, len(errors))
     return document
 
 

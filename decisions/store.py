@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS decision_exposures (
 CREATE INDEX IF NOT EXISTS decision_exposures_by_rule ON decision_exposures (table_id, rule_id, variant);
 """
 
+MAX_VERSION = 2**63 - 1  # SQLite's largest INTEGER
+
 # Conversions come from submitted orders: the tracker defines `decision_orders` (visitor_id,
 # order_id, total, submitted_at) as a view over its outbox. Without a tracker there are none.
 ORDERS_SOURCE = "decision_orders"
@@ -120,6 +122,10 @@ class VersionStore:
             conn.close()
 
     def get(self, version: int) -> Version | None:
+        """None for a number no version can have: SQLite integers are 64-bit, and binding a
+        larger Python int raises OverflowError."""
+        if not 1 <= version <= MAX_VERSION:
+            return None
         conn = self._connect()
         try:
             return self._version(
