@@ -80,9 +80,7 @@ async def go_live(path: Path, mode: str) -> dict[str, float]:
             last = now
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            store=Path(tmp) / "gw.db", decisions=path if mode == "file" else None
-        )
+        settings = Settings(store=Path(tmp) / "gw.db", decisions=path if mode == "file" else None)
         service = DecisionService(
             settings, NoProfiles(), discard, watch_interval=3600, flush_interval=3600
         )
@@ -128,7 +126,9 @@ def main() -> None:
         path.write_text(document(args.rules), encoding="utf-8")
         size = path.stat().st_size
         print(f"python {sys.version.split()[0]}, {args.rules} rules, {size / 2**20:.1f} MiB YAML")
-        print(f"{'mode':>8} {'live s':>7} {'stall ms':>9} {'peak RSS MB':>12} {'param eval µs':>14}")
+        print(
+            f"{'mode':>8} {'live s':>7} {'stall ms':>9} {'peak RSS MB':>12} {'param eval µs':>14}"
+        )
         for mode in ("file", "publish"):
             done = subprocess.run(
                 [sys.executable, __file__, "--child", mode, str(path)],
