@@ -3,6 +3,10 @@
 Mounted by the gateway at /admin. Every route but the OpenAPI document needs
 `Authorization: Bearer <OCGW_ADMIN_TOKEN>`, compared in constant time; without a configured
 token the API is closed (503). Bodies are the table document itself, YAML or JSON.
+
+Nothing a client sends is trusted: every malformed request (wrong JSON types, non-UTF-8, an
+oversized or empty document, a version number SQLite cannot hold, an unknown route) is a 4xx
+with a JSON `{"error": ...}` (or, for documents, `{"errors": [...]}`) body, never a 500.
 """
 
 from __future__ import annotations
@@ -11,17 +15,31 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from decisions.errors import ValidationFailed
+from decisions.loader import MAX_DOCUMENT_BYTES
 from decisions.models import TableSet
 from decisions.service import DecisionService
 
-MAX_BODY = 1024 * 1024
+MAX_EXPLAIN_BYTES = 64 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ExplainBody(BaseModel):
+    """POST /explain: strict, so `{"visitor": 5}` is refused instead of turned into "5"."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    url: str
+    visitor: str | None = None
+    segments: list[str] = Field(default_factory=list)
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 def _authorized(token: str | None, request: Request) -> Response | None:
@@ -47,10 +65,27 @@ def _guard(token: str | None, handler: Handler) -> Handler:
     return guarded
 
 
+async def _body(request: Request, limit: int) -> bytes | Response:
+    """The body, read no further than `limit` bytes: a huge upload is refused, not buffered."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"error": f"body larger than {limit} bytes"}, status_code=413)
+
+
 async def _text(request: Request) -> str | Response:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return JSONResponse({"error": f"document larger than {MAX_BODY} bytes"}, status_code=413)
+    body = await _body(request, MAX_DOCUMENT_BYTES)
+    if isinstance(body, Response):
+        return body
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
@@ -214,7 +249,7 @@ def create_admin_app(service: DecisionService, admin_token: str | None) -> Starl
         if isinstance(text, Response):
             return text
         try:
-            compiled = service.check(text)
+            compiled = await service.check(text)
         except ValidationFailed as exc:
             return _rejected(exc)
         return JSONResponse({"ok": True, "tables": [t.id for t in compiled.document.tables]})
@@ -254,17 +289,26 @@ def create_admin_app(service: DecisionService, admin_token: str | None) -> Starl
         return JSONResponse(done.summary() | {"diff": done.diff}, status_code=201)
 
     async def explain(request: Request) -> Response:
+        body = await _body(request, MAX_EXPLAIN_BYTES)
+        if isinstance(body, Response):
+            return body
         try:
-            body = await request.json()
-            url = str(body["url"])
-            segments = [str(s) for s in body.get("segments") or []]
-            headers = {str(k): str(v) for k, v in (body.get("headers") or {}).items()}
-        except (ValueError, KeyError, TypeError, AttributeError):
+            asked = ExplainBody.model_validate_json(body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:10]
+            )
             return JSONResponse(
-                {"error": 'send {"url": "/v1/me/products?…", "visitor": …, "segments": […]}'},
+                {
+                    "error": f"{problems}. Send "
+                    '{"url": "/v1/me/products?…", "visitor": "…", "segments": ["…"], '
+                    '"headers": {"…": "…"}}'
+                },
                 status_code=400,
             )
-        return JSONResponse(await service.explain(body.get("visitor"), url, segments, headers))
+        return JSONResponse(
+            await service.explain(asked.visitor, asked.url, asked.segments, asked.headers)
+        )
 
     async def stats(request: Request) -> Response:
         return JSONResponse(service.stats)
@@ -276,6 +320,7 @@ def create_admin_app(service: DecisionService, admin_token: str | None) -> Starl
         return Route(path, _guard(admin_token, handler), methods=methods)
 
     return Starlette(
+        exception_handlers={HTTPException: _http_error},
         routes=[
             Route("/openapi.json", openapi_json, methods=["GET"]),
             guarded("/tables", list_tables, ["GET"]),
@@ -288,9 +333,15 @@ def create_admin_app(service: DecisionService, admin_token: str | None) -> Starl
             guarded("/rollback/{version:int}", rollback, ["POST"]),
             guarded("/explain", explain, ["POST"]),
             guarded("/stats", stats, ["GET"]),
-        ]
+        ],
     )
 
 
 def _number(request: Request) -> int:
     return int(request.path_params["version"])
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method) as JSON, like every other answer."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)

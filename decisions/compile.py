@@ -89,18 +89,32 @@ def locate_error(
     )
 
 
+MAX_REPORTED_ERRORS = 100
+
+
+def _reported(errors: list[TableError], total: int) -> ValidationFailed:
+    """The first MAX_REPORTED_ERRORS of `total` errors: a 100,000-rule document broken on every
+    rule would otherwise answer with megabytes of errors nobody reads."""
+    kept = errors[:MAX_REPORTED_ERRORS]
+    if total > len(kept):
+        kept.append(TableError(f"… and {total - len(kept)} more"))
+    return ValidationFailed(kept)
+
+
 def validate(parsed: Parsed) -> TableSet:
-    """The document as models, or ValidationFailed listing every problem found."""
+    """The document as models, or ValidationFailed listing the problems found."""
     try:
         document = TableSet.model_validate(parsed.data)
     except ValidationError as exc:
+        found = exc.errors(include_url=False, include_context=False, include_input=False)
         errors = [
-            locate_error(parsed, e["loc"], e["msg"], e["type"] == "missing") for e in exc.errors()
+            locate_error(parsed, e["loc"], e["msg"], e["type"] == "missing")
+            for e in found[:MAX_REPORTED_ERRORS]
         ]
-        raise ValidationFailed(errors) from None
+        raise _reported(errors, len(found)) from None
     errors = _cross_check(document, parsed)
     if errors:
-        raise ValidationFailed(errors)
+        raise _reported(errors, len(errors))
     return document
 
 
@@ -324,20 +338,27 @@ def _compile_rule(table: Table, rule: Rule, rid: str, order: int) -> CompiledRul
             running += weight
             shares.append((name, running / total))
         split = tuple(shares)
-    # A rule is only reached through the index of one of its any-of segments, so that test is implied.
-    implied = {"segment"} if rule.when is not None and rule.when.segment is not None else set()
+    # A rule is only reached through the index of one of its any-of segments (or, failing one,
+    # parameters), so that test is implied.
+    condition, _ = _index_keys(rule)
+    implied = {condition} if condition in ("segment", "param") else set()
     fast = _fuse([check for name, check in checks if name not in implied])
     return CompiledRule(table.id, rid, order, tuple(checks), actions_of(rule.then), split, fast)
 
 
-def _index_keys(rule: Rule) -> list[str | None]:
-    """Segments the rule cannot match without; [None]: the rule is tried for everyone."""
+def _index_keys(rule: Rule) -> tuple[str | None, list[str]]:
+    """(condition, keys): the segments, else the query keys (lower-cased), of which the rule
+    needs one; (None, []): the rule is tried for every request. Through an any-of condition
+    (segment, param) the rule is reachable by each value, so the index implies that test;
+    through `all` only by its first segment, so the test stays."""
     when = rule.when
     if when is not None and when.segment is not None:
-        return sorted(_many(when.segment))  # any-of: reachable through each of them
+        return "segment", sorted(_many(when.segment))
     if when is not None and when.all:
-        return [when.all[0]]
-    return [None]
+        return "all", [when.all[0]]
+    if when is not None and when.param is not None:
+        return "param", sorted({k.lower() for k in _many(when.param)})
+    return None, []
 
 
 def compile_table(table: Table) -> CompiledTable:
@@ -351,11 +372,22 @@ def compile_table(table: Table) -> CompiledTable:
         _compile_rule(table, rule, rid, order) for order, (_, rule, rid) in enumerate(live)
     )
     index: dict[str | None, list[CompiledRule]] = {}
+    by_param: dict[str, list[CompiledRule]] = {}
     for (_, rule, _), compiled in zip(live, rules):
-        for key in _index_keys(rule):
-            index.setdefault(key, []).append(compiled)
+        condition, keys = _index_keys(rule)
+        if condition == "param":
+            for key in keys:
+                by_param.setdefault(key, []).append(compiled)
+        else:
+            for key in keys or [None]:
+                index.setdefault(key, []).append(compiled)
     return CompiledTable(
-        table.id, table.applies_to, table.hit, rules, {k: tuple(v) for k, v in index.items()}
+        table.id,
+        table.applies_to,
+        table.hit,
+        rules,
+        {k: tuple(v) for k, v in index.items()},
+        {k: tuple(v) for k, v in by_param.items()},
     )
 
 

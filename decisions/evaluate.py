@@ -1,8 +1,9 @@
 """Pure evaluation: compiled tables + a request's segments, params and time -> the rules that hit.
 
 No I/O and no clock: everything arrives in `Request`. Tables are compiled once per published
-version (decisions/compile.py) with rules indexed by a segment they require, so a call only tries
-the rules its visitor could match.
+version (decisions/compile.py) with rules indexed by a segment they require (or, for rules with
+no segment condition, a query parameter they require), so a call only tries the rules its
+visitor and query could match.
 """
 
 from __future__ import annotations
@@ -60,12 +61,16 @@ class CompiledTable:
     route: str
     hit: str
     rules: tuple[CompiledRule, ...]  # in evaluation order
-    index: dict[str | None, tuple[CompiledRule, ...]] = field(default_factory=dict)
+    index: dict[str | None, tuple[CompiledRule, ...]] = field(default_factory=dict)  # by segment
+    by_param: dict[str, tuple[CompiledRule, ...]] = field(default_factory=dict)  # lower-case key
 
-    def lists(self, segments: frozenset[str]) -> list[tuple[CompiledRule, ...]]:
-        """Index lists this visitor could match from, each in evaluation order."""
-        index = self.index
-        lists = [index[s] for s in segments if s in index]
+    def lists(self, request: Request) -> list[tuple[CompiledRule, ...]]:
+        """Index lists this request could match from, each in evaluation order: rules needing a
+        segment the visitor has, rules needing only a query key the shopper set, the rest."""
+        index, by_param = self.index, self.by_param
+        lists = [index[s] for s in request.segments if s in index]
+        if by_param:
+            lists.extend(by_param[k] for k in request.keys if k in by_param)
         rest = index.get(None)
         if rest:
             lists.append(rest)
@@ -113,7 +118,7 @@ def evaluate_table(table: CompiledTable, request: Request) -> list[Hit]:
     Each index list is already in evaluation order, so for a single hit the winner is the
     earliest match across lists: scan each list only up to the best match found so far, with no
     merging or sorting on the request path."""
-    lists = table.lists(request.segments)
+    lists = table.lists(request)
     if table.hit == "collect":
         matched = {r.order: r for rules in lists for r in rules if r.matches(request)}
         return [_hit(matched[order], request) for order in sorted(matched)]

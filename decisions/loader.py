@@ -1,14 +1,19 @@
 """Reading table documents from YAML text, a file or a folder, keeping where every value came from.
 
-Errors must name the file line, so each document is also composed into YAML nodes whose marks
-map a validation path (("tables", 0, "rules", 2, "then")) back to a line. A folder is merged into
-one document: `segments` maps are joined (a name defined twice is an error), `tables` are appended
-in file-name order.
+Errors must name the file line: when a document fails validation it is composed into YAML nodes
+whose marks map a validation path (("tables", 0, "rules", 2, "then")) back to a line. A folder is
+merged into one document: `segments` maps are joined (a name defined twice is an error), `tables`
+are appended in file-name order.
+
+Every document, from the tables file or the admin API, goes through `parse_text`, which enforces
+the limits below before the YAML parser builds anything: libyaml composes nested collections by
+recursing in C, and pydantic expands every alias, so neither may see an unbounded document.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,6 +27,10 @@ from decisions.errors import TableError, ValidationFailed
 
 log = logging.getLogger(__name__)
 
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # UTF-8 bytes of one document (a folder: of all its files)
+MAX_DEPTH = 64  # nested mappings and lists; a real document needs about 8
+MAX_NODES = 5_000_000  # scalars and collections after expanding aliases (100,000 rules: ~3 M)
+
 Locator = Callable[[Sequence[object]], tuple[str | None, int | None]]
 
 
@@ -33,8 +42,10 @@ class Parsed:
     locate: Locator = field(default=lambda path: (None, None))
 
 
-class Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false. A marketer's `search: on` or `id: off` stays a string."""
+class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML 1.2 booleans: only true/false. A marketer's `search: on` or `id: off` stays a string.
+
+    libyaml (CSafeLoader) when PyYAML was built with it: several times faster on large tables."""
 
 
 Loader.yaml_implicit_resolvers = {
@@ -65,21 +76,79 @@ def _line(node: yaml.Node | None, path: Sequence[object]) -> int | None:
     return node.start_mark.line + 1
 
 
-def parse_text(text: str, name: str | None = None) -> Parsed:
-    """Parse one YAML (or JSON) document; a syntax error is reported with its line."""
+def _refused(message: str, name: str | None, line: int | None = None) -> ValidationFailed:
+    return ValidationFailed([TableError(message, file=name, line=line)])
+
+
+def _check_shape(text: str, name: str | None) -> None:
+    """Refuse too deep nesting and alias bombs from the parser's event stream.
+
+    Events come one at a time and this loop keeps its own stack, so a document of a million `[`
+    costs MAX_DEPTH events, not a deep recursion."""
+    loader = Loader(text)
+    open_at: list[tuple[str | None, int]] = []  # per open collection: its anchor, nodes before it
+    sizes: dict[str, int] = {}  # anchor -> nodes it expands to
+    nodes = 0
     try:
-        node = yaml.compose(text, Loader=Loader)
-        data = yaml.load(text, Loader=Loader)
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(open_at) >= MAX_DEPTH:
+                    line = event.start_mark.line + 1
+                    raise _refused(f"nested deeper than {MAX_DEPTH} levels", name, line)
+                open_at.append((event.anchor, nodes))
+                nodes += 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                anchor, before = open_at.pop()
+                if anchor is not None:
+                    sizes[anchor] = nodes - before
+            elif isinstance(event, yaml.ScalarEvent):
+                nodes += 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, yaml.AliasEvent):
+                nodes += sizes.get(event.anchor, 1)
+            if nodes > MAX_NODES:
+                line = event.start_mark.line + 1
+                raise _refused(f"more than {MAX_NODES} values (aliases expanded)", name, line)
+    finally:
+        loader.dispose()
+
+
+def _compose(text: str) -> yaml.Node | None:
+    loader = Loader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
+def parse_text(text: str, name: str | None = None) -> Parsed:
+    """Parse one YAML (or JSON) document within the limits; a syntax error is reported with its
+    line. Lines are only looked up when an error needs one: keeping the node tree of a large
+    document would cost more memory than the data itself."""
+    if len(text) > MAX_DOCUMENT_BYTES or len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+        raise _refused(f"document larger than {MAX_DOCUMENT_BYTES} bytes", name)
+    if not text.strip():
+        raise _refused("empty document", name)
+    try:
+        _check_shape(text, name)
+        loader = Loader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ValidationFailed([TableError(f"YAML: {problem}", file=name, line=line)]) from None
+        raise _refused(f"YAML: {problem}", name, line) from None
     if data is None:
-        data = {}
+        raise _refused("empty document", name)
     if not isinstance(data, dict):
-        raise ValidationFailed([TableError("the document must be a mapping", file=name, line=1)])
-    return Parsed(data, lambda path: (name, _line(node, path)))
+        raise _refused("the document must be a mapping", name, 1)
+    node = functools.cache(lambda: _compose(text))
+    return Parsed(data, lambda path: (name, _line(node(), path)))
 
 
 def merge(parts: list[tuple[str, Parsed]]) -> Parsed:
@@ -146,12 +215,23 @@ def files_of(path: Path) -> list[Path]:
     return [path]
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _refused(f"not UTF-8 (byte {exc.start})", str(path)) from None
+
+
 def read_source(path: Path) -> tuple[str, Parsed]:
-    """Read a file or folder: (the text to store as a version, the parsed document)."""
+    """Read a file or folder: (the text to store as a version, the parsed document). The size
+    limit is checked on the files' sizes first, so an oversized file is never read."""
     files = files_of(path)
-    parts = [(str(p), parse_text(p.read_text(encoding="utf-8"), str(p))) for p in files]
+    if sum(p.stat().st_size for p in files) > MAX_DOCUMENT_BYTES:
+        raise _refused(f"document larger than {MAX_DOCUMENT_BYTES} bytes", str(path))
+    texts = [(str(p), _read(p)) for p in files]
+    parts = [(name, parse_text(text, name)) for name, text in texts]
     if not path.is_dir():
-        return files[0].read_text(encoding="utf-8"), parts[0][1]
+        return texts[0][1], parts[0][1]
     merged = merge(parts) if parts else Parsed({"segments": {}, "tables": []})
     return yaml.safe_dump(merged.data, sort_keys=False, allow_unicode=True), merged
 

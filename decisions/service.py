@@ -8,9 +8,12 @@ a new version too. A document that fails validation never replaces the live one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,6 @@ from decisions.compile import Compiled, compile_document, request_for, validate
 from decisions.errors import TableError, ValidationFailed
 from decisions.evaluate import Hit, evaluate, explain_table
 from decisions.loader import parse_text, read_source, signature, watch
-from decisions.models import TableSet
 from decisions.personalize import Personalize
 from decisions.rewrite import parse_query, reorder_for, rewrite_query
 from decisions.segments import Facts, facts_for, segments_of
@@ -57,6 +59,41 @@ def decision_header(hits: Iterable[Hit], version: int) -> str:
     )
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while a document is prepared in a worker thread, then freeze what is
+    alive.
+
+    A 100,000-rule document creates millions of objects and a full collection walks them all,
+    holding the GIL the event loop needs: paused, preparing is about four times faster, and the
+    freeze (gc.freeze: later collections skip the objects alive now) keeps the new version from
+    costing a second-long collection soon after and at every full collection while it is live.
+    A compiled version holds no reference cycles, so reference counting still frees a replaced
+    one. The service prepares one document at a time, so the pause ends between documents."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+        gc.freeze()
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _prepared_text(source: str) -> Compiled:
+    """Parse, validate and compile (as version 0): the CPU-heavy part of going live, run in a
+    worker thread so the event loop keeps serving. Raises ValidationFailed."""
+    with _gc_paused():
+        return compile_document(validate(parse_text(source)), 0)
+
+
+def _prepared_file(path: Path) -> tuple[str, Compiled]:
+    """(the text to store, the compiled document) for the tables file or folder."""
+    with _gc_paused():
+        source, parsed = read_source(path)
+        return source, compile_document(validate(parsed), 0)
+
+
 class DecisionService:
     def __init__(
         self,
@@ -89,6 +126,7 @@ class DecisionService:
         self._tasks: list[asyncio.Task[None]] = []
         self._unloadable: int | None = None  # a stored version that no longer validates
         self._publishing = asyncio.Lock()
+        self._preparing = asyncio.Lock()  # one document in a worker thread at a time
 
     @property
     def stats(self) -> dict[str, int]:
@@ -144,12 +182,16 @@ class DecisionService:
         if latest is None:
             return
         try:
-            compiled = compile_document(validate(parse_text(latest.source)), latest.version)
+            compiled = await self._prepare(latest.source)
         except ValidationFailed as exc:  # only if the format tightened since it was stored
             self._unloadable = number
             log.error("decision tables: stored v%s no longer validates: %s", number, exc)
             return
-        self._go_live(compiled)
+        self._go_live(dataclasses.replace(compiled, version=latest.version))
+
+    async def _prepare(self, source: str) -> Compiled:
+        async with self._preparing:
+            return await asyncio.to_thread(_prepared_text, source)
 
     def _go_live(self, compiled: Compiled) -> None:
         if self.live is None or compiled.version > self.live.version:
@@ -161,9 +203,10 @@ class DecisionService:
         path = self.config.tables
         assert path is not None
         try:
-            source, parsed = await asyncio.to_thread(read_source, path)
+            async with self._preparing:
+                source, compiled = await asyncio.to_thread(_prepared_file, path)
             version = await self._publish(
-                source, validate(parsed), f"file:{path}", "imported from file", unless_repeated=True
+                source, compiled, f"file:{path}", "imported from file", unless_repeated=True
             )
         except ValidationFailed as exc:
             self._counts["reload_errors"] += 1
@@ -181,25 +224,25 @@ class DecisionService:
             self._counts["reloads"] += 1
         return version
 
-    def check(self, source: str) -> Compiled:
+    async def check(self, source: str) -> Compiled:
         """Validate and compile without publishing (dry run); raises ValidationFailed."""
-        return compile_document(validate(parse_text(source)), 0)
+        return await self._prepare(source)
 
     async def publish(self, source: str, author: str, comment: str = "") -> Version:
         """Validate, store as a new version, and make it live; raises ValidationFailed."""
         try:
-            document = validate(parse_text(source))
+            compiled = await self.check(source)
         except ValidationFailed:
             self._counts["rejected"] += 1
             raise
-        version = await self._publish(source, document, author, comment)
+        version = await self._publish(source, compiled, author, comment)
         assert version is not None  # only imports may be skipped
         return version
 
     async def _publish(
         self,
         source: str,
-        document: TableSet,
+        compiled: Compiled,
         author: str,
         comment: str,
         unless_repeated: bool = False,
@@ -210,7 +253,7 @@ class DecisionService:
             )
             if version is None:
                 return None
-            self._go_live(compile_document(document, version.version))
+            self._go_live(dataclasses.replace(compiled, version=version.version))
         self._counts["publishes"] += 1
         log.info("decision tables v%s live (author %s)", version.version, author)
         return version

@@ -253,6 +253,68 @@ def test_two_tables_on_one_route_first_table_wins_a_key() -> None:
     assert query == "sortBy=Name&pageSize=7"
 
 
+PARAM_RULES = """
+- id: search-sort
+  priority: 1
+  when: { param: [Search, searchOn] }
+  then: { sortBy: Name }
+- id: seg-a
+  priority: 5
+  when: { segment: a }
+  then: { pageSize: 5 }
+- id: cat-depth
+  priority: 9
+  when: { param: categoryID, absent: depth }
+  then: { depth: all }
+- id: both
+  priority: 9
+  when: { segment: b, param: search }
+  then: { catalogID: c1 }
+- id: search-size
+  priority: 3
+  when: { param: search }
+  then: { search: shoes }
+"""
+
+
+@pytest.mark.parametrize(
+    ("hit", "segments", "query", "expected"),
+    [
+        ("first", (), "search=x", ["search-sort"]),
+        ("first", ("a",), "SEARCH=x", ["search-sort"]),
+        ("first", ("a",), "categoryid=c", ["seg-a"]),
+        ("first", (), "categoryID=c&depth=1", []),
+        ("priority", ("a",), "categoryID=c&search=x", ["cat-depth"]),
+        ("priority", ("b",), "search=x", ["both"]),
+        ("priority", (), "searchOn=Name", ["search-sort"]),
+        (
+            "collect",
+            ("a", "b"),
+            "search=x&categoryID=c",
+            ["search-sort", "seg-a", "cat-depth", "both", "search-size"],
+        ),
+        ("collect", (), "searchOn=ID&search=x", ["search-sort", "search-size"]),
+    ],
+)
+def test_param_only_rules_are_indexed_by_key_and_keep_their_order(
+    hit: str, segments: tuple[str, ...], query: str, expected: list[str]
+) -> None:
+    text = SEGMENTS + "tables:\n  - id: t\n    applies_to: me/products\n    hit: " + hit
+    text += "\n    rules:\n" + textwrap.indent(textwrap.dedent(PARAM_RULES), "      ")
+    [table] = compile_document(validate(parse_text(text)), 1).by_route["me/products"]
+    assert None not in table.index  # no rule is tried for every request
+    assert {k: [r.id for r in v] for k, v in table.by_param.items()} == {
+        "search": ["search-sort", "search-size"][:: -1 if hit == "priority" else 1],
+        "searchon": ["search-sort"],
+        "categoryid": ["cat-depth"],
+    }
+    request = request_for(frozenset(segments), query, T0, "v1")
+    assert rule_ids(evaluate([table], request)) == expected
+    # The index is only a shortcut: every rule, in order, gives the same answer.
+    matching = [r.id for r in sorted(table.rules, key=lambda r: r.order) if not r.failing(request)]
+    assert expected == (matching if hit == "collect" else matching[:1])
+
+
 def test_disabled_rules_are_skipped_and_yes_no_on_off_stay_strings() -> None:
     hits, query = run("""
     - id: off
