@@ -64,6 +64,7 @@ class Ownership:
         self.clock = clock
         self.wall = wall
         self.owned: dict[int, float] = {}  # partition -> (monotonic) when our lease runs out
+        self.draining: set[int] = set()  # held, but being given back: no new work from them
         self.refreshed = -math.inf
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -74,7 +75,9 @@ class Ownership:
 
     def holds(self, partition: int) -> bool:
         until = self.owned.get(partition)
-        return until is not None and until - self.lease_seconds / 4 > self.clock()
+        if until is None or partition in self.draining:
+            return False
+        return until - self.lease_seconds / 4 > self.clock()
 
     def stale(self) -> bool:
         """Due for a refresh: three refreshes fit in one lease time."""
@@ -99,6 +102,7 @@ class Ownership:
         for p in mine:
             if p in lost:
                 del self.owned[p]
+                self.draining.discard(p)
             else:
                 self.owned[p] = sent + self.lease_seconds
         share = math.ceil(self.partitions / max(live, 1))
@@ -127,15 +131,20 @@ class Ownership:
         return taken
 
     async def _give_back(self, share: int, busy: Collection[int]) -> set[int]:
+        """Over our share: stop handing out work from the extras (idle ones first) and give each
+        back once nothing of it is in flight, so a busy replica still makes room for a new one."""
         extra = len(self.owned) - share
-        idle = [p for p in sorted(self.owned, reverse=True) if p not in busy][: max(extra, 0)]
+        ranked = sorted(self.owned, key=lambda p: (p in busy, -p))
+        self.draining = set(ranked[: max(extra, 0)])
+        idle = {p for p in self.draining if p not in busy}
         if idle:
             await self.release(idle)
-        return set(idle)
+        return idle
 
     async def release(self, partitions: Collection[int]) -> None:
         pipe = self.client.pipeline(transaction=False)
         for p in partitions:
             self.owned.pop(p, None)
+            self.draining.discard(p)
             await self._release(keys=[self.lease_key(p)], args=[self.replica], client=pipe)
         await pipe.execute()
