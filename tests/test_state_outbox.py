@@ -241,27 +241,46 @@ async def test_two_live_instances_never_hand_out_the_same_delivery(
         opened(replace(state_config, replica="one")) as one,
         opened(replace(state_config, replica="two")) as two,
     ):
-        events = [event(f"v{i % 12}", i) for i in range(120)]
-        await one.outbox.append(events, [["cdp"]] * 120, now=time.time(), hold_until=0.0)
+        events = [event(f"v{i % 12}", i) for i in range(240)]
+        await one.outbox.append(events, [["cdp"]] * 240, now=time.time(), hold_until=0.0)
         delivered: list[Event] = []
+        by: dict[int, int] = {id(one.outbox): 0, id(two.outbox): 0}
         in_flight: dict[str, tuple[Outbox, Delivery]] = {}
         deadline = time.monotonic() + 20
-        while len(delivered) < 120:
+        while len(delivered) < 240:
             assert time.monotonic() < deadline, len(delivered)
             for box in (one.outbox, two.outbox):
                 settled = [(b, d) for b, d in in_flight.values() if b is box]
-                leased = await lease(box, "cdp", time.time(), per_key=2)
+                leased = await lease(box, "cdp", time.time(), per_key=1)
                 for d in flat(leased):
                     assert d.event.id not in in_flight, "handed out twice at once"
                     in_flight[d.event.id] = (box, d)
+                    by[id(box)] += 1
                 await box.ack("cdp", [d for _, d in settled])
                 for _, d in settled:
                     delivered.append(in_flight.pop(d.event.id)[1].event)
             await asyncio.sleep(0.05)
         assert sorted(e.id for e in delivered) == sorted(e.id for e in events)
+        assert all(by.values()), "both instances took a share of the work"
         for k in range(12):
             mine = [e.data["n"] for e in delivered if e.visitor == f"v{k}"]
             assert mine == sorted(mine), f"v{k} out of order"
+
+
+async def test_streams_are_trimmed_to_what_some_destination_still_needs(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    config = StateConfig(redis_url, prefix=redis_prefix, spool=tmp_path / "s.db", partitions=2)
+    async with opened(config) as state:
+        box = state.outbox
+        await box.append([event(f"v{i}", i) for i in range(40)], [["cdp"]] * 40, 1.0, 0.0)
+        await box.append([event("w", 40)], [["cdp", "file"]], 1.0, 0.0)
+        assert numbers(await lease(box, "file", 2.0)) == {"w": [40]}  # read, not acked
+        await box.ack("cdp", flat(await lease(box, "cdp", 2.0)))
+        await box.trim()  # type: ignore[attr-defined]
+        streams = [f"{redis_prefix}out:{p}" for p in range(2)]
+        lengths = [await box.client.xlen(s) for s in streams]  # type: ignore[attr-defined]
+        assert sum(lengths) <= 3, lengths  # what the file group has not acked stays
 
 
 # -- Redis only: the spool while Redis is away --------------------------------------------------

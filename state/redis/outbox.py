@@ -636,7 +636,7 @@ class RedisOutbox:
             needed[p] = min(needed.get(p, oldest), oldest)
         pipe = self.client.pipeline(transaction=False)
         for p, (ms, seq) in needed.items():
-            pipe.xtrim(self._stream(p), minid=f"{ms}-{seq}", approximate=True)
+            pipe.xtrim(self._stream(p), minid=f"{ms}-{seq}", approximate=False)
         await pipe.execute()
 
 
