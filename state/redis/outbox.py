@@ -613,7 +613,9 @@ class RedisOutbox:
                 if rounds % TRIM_EVERY == 0:
                     await self.trim()
             except Outage as exc:
-                log.debug("outbox upkeep failed: %s", exc)
+                log.debug("outbox upkeep failed: %s", exc)  # leases lapse; lease() says so
+            except Exception:
+                log.exception("outbox upkeep failed")  # keep renewing: the next round may work
 
     async def trim(self) -> None:
         """Cut each partition we consume to the oldest entry any group still needs."""
