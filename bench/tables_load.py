@@ -23,12 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml
+from tracking.profiles import Profile
 
 from decisions.compile import request_for
 from decisions.evaluate import evaluate
 from decisions.service import DecisionService
 from gateway.settings import Settings
-from tracking.profiles import Profile
 
 TICK = 0.005
 

@@ -63,7 +63,9 @@ class Outbox(Protocol):
         busy: Collection[str],
     ) -> Leased:
         """Deliveries this process may attempt now, leased to it. `busy` keys are in flight here:
-        none of theirs are handed out."""
+        none of theirs are handed out. A delivery this process leased but neither acked nor
+        retried (a chain that stopped at a failure) is its own to lease again at once; another
+        process gets it only once the lease time has passed (this one died)."""
 
     async def ack(self, destination: str, deliveries: Sequence[Delivery]) -> None: ...
 

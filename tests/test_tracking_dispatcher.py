@@ -24,8 +24,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def box(tmp_path: Path):  # type: ignore[no-untyped-def]
-    state = await open_state(StateConfig(str(tmp_path / "d.db")))
+async def box(state_config: StateConfig):  # type: ignore[no-untyped-def]
+    """The outbox on each backend: the dispatcher's behaviour may not depend on which."""
+    state = await open_state(state_config)
     yield state.outbox
     await state.close()
 

@@ -1,39 +1,57 @@
 """The Redis backend: one client shared by every store, keys under `StateConfig.prefix`.
 
-Short socket timeouts make every call fail with a Redis error instead of hanging while Redis is
-down; callers fail open.
+Short socket timeouts and a single retry make every call fail with a Redis error within seconds
+instead of hanging while Redis is down: the outbox falls back to its local spool, the other
+stores' callers fail open.
 """
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from state import State, StateConfig
 from state.redis.browserids import RedisBrowserIds
 from state.redis.carts import RedisCarts
 from state.redis.exposures import RedisExposures
+from state.redis.outbox import open_outbox
 from state.redis.profiles import RedisProfiles
 from state.redis.versions import RedisTableVersions
 
 
 def connect(config: StateConfig) -> Redis:
-    return Redis.from_url(config.location, socket_timeout=2, socket_connect_timeout=2)
+    return Redis.from_url(
+        config.location,
+        decode_responses=False,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
+    )
 
 
 async def open_redis(config: StateConfig) -> State:
-    # PLACEHOLDER until the redis-outbox branch merges: its opener's name and arguments may differ.
-    from state.redis.outbox import open_outbox
-
     client = connect(config)
     outbox = await open_outbox(client, config)
 
+    async def closer() -> None:
+        await outbox.close()
+        await client.aclose()
+
     async def checker() -> dict[str, str]:
+        checks: dict[str, str] = {}
         try:
             await client.ping()
+            checks["redis"] = "ok"
         except (RedisError, OSError) as error:
-            return {"redis": f"unavailable: {error}"}
-        return {"redis": "ok"}
+            checks["redis"] = (
+                f"degraded: unreachable ({type(error).__name__}); events spool locally"
+            )
+        waiting = outbox.spooled()
+        checks["outbox"] = f"degraded: {waiting} events spooled" if waiting else "ok"
+        return checks
 
     return State(
         backend="redis",
@@ -43,6 +61,6 @@ async def open_redis(config: StateConfig) -> State:
         carts=RedisCarts(client, config.prefix),
         versions=RedisTableVersions(client, config.prefix),
         exposures=RedisExposures(client, config.prefix),
-        closer=client.aclose,
+        closer=closer,
         checker=checker,
     )
