@@ -20,6 +20,7 @@ import pytest
 from state import State, StateConfig, open_state
 from state.events import PRODUCT_VIEWED, Event
 from state.outbox import Delivery, Leased, Outbox
+from state.redis.spool import Spool
 from tests.redisserver import answers, drop, unique_prefix
 from tests.servers import free_port
 
@@ -361,3 +362,17 @@ async def test_events_spool_while_redis_is_down_and_move_back_in_order(tmp_path:
             last = leased.groups[held.visitor or ""][-1].event
             assert (last.id, last.data.get("hydrated")) == (held.id, True)
         drop(url, config.prefix)
+
+
+def test_each_process_takes_its_own_spool_file_and_a_freed_one_is_taken_over(
+    tmp_path: Path,
+) -> None:
+    base = tmp_path / "spool.db"
+    first, second = Spool(base), Spool(base)  # two workers configured with the same path
+    assert first.path != second.path
+    taken = first.path
+    asyncio.run(first.close())  # the process ended: its file (and what it holds) is free
+    third = Spool(base)
+    assert third.path == taken
+    for spool in (second, third):
+        asyncio.run(spool.close())

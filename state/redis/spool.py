@@ -3,12 +3,17 @@
 Recording an event must not fail the storefront because Redis is down, and nothing acknowledged
 may be lost. So `RedisOutbox.append` falls back to this small SQLite table (committed with a full
 fsync before `append` returns) and a mover drains it into Redis in record order once Redis
-answers. One spool file per process: two processes draining one file would send events twice.
+answers. One spool file per process (two processes draining one file would send events twice):
+each process takes the first `{name}-{n}` file beside the configured path whose lock no live
+process holds, so `--workers N` on one machine get N files, and a restarted process takes over
+(and drains) what a killed one left behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,11 +57,30 @@ class Record:
         return cls(event.id, event.order_key, event.to_json(), tuple(routes), now, hold_until)
 
 
+MAX_SPOOLS = 256  # processes on one machine sharing one configured spool path
+
+
+def claim(base: Path) -> tuple[Path, int]:
+    """The first spool file no live process holds, and the open lock that makes it ours (an
+    exclusive flock, released by the kernel when the process dies)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(MAX_SPOOLS):
+        path = base.with_name(f"{base.stem}-{n}{base.suffix}")
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return path, fd
+    raise RuntimeError(f"no free spool beside {base}: {MAX_SPOOLS} processes hold one each")
+
+
 class Spool:
     """A FIFO of records on disk; every call runs on one thread that owns the connection."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, base: Path) -> None:
+        self.path, self._lock = claim(base)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocgw-spool")
         self._conn: sqlite3.Connection | None = None
 
@@ -141,3 +165,6 @@ class Spool:
             await self._run(self._conn.close)
             self._conn = None
         self._thread.shutdown(wait=False)
+        if self._lock >= 0:
+            os.close(self._lock)  # another process may take this file now
+            self._lock = -1
