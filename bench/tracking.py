@@ -1,41 +1,48 @@
-"""Tracking benchmark: outbox ingest, record() latency, delivery rate, memory with a big backlog.
+"""Tracking benchmark on each backend: outbox ingest, record() latency, delivery rate, and memory
+while a big backlog drains.
 
-    .venv/bin/python bench/tracking.py [--backlog 1000000] [--events 20000]
+    .venv/bin/python bench/tracking.py [--backend sqlite|redis|both] [--redis URL]
+                                       [--events 20000] [--backlog 1000000]
 
 Every figure is printed next to a baseline measured in the same run:
-- ingest: group commit (one writer thread, one transaction per queue drain) vs one commit per event;
-- record(): p50/p99 of the time the proxy waits (the latency tracking adds to a call);
-- delivery: events/s to a JSON-lines file (batched) and to a webhook on 127.0.0.1 (one POST each);
-- memory: RSS while the dispatcher works through a backlog of N events on disk.
+- ingest: SQLite group commit vs one commit per event; Redis appends beside SQLite's;
+- record(): p50/p99 of the time the proxy waits for a tracked call's events to be durable;
+- delivery: events/s to a JSON-lines file (batched) vs a webhook on 127.0.0.1 (one POST each);
+- memory: this process's RSS while the dispatcher works through a backlog of N stored events.
+Redis runs use a key prefix of their own and delete it afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-from tracking.outbox import Outbox
-from tracking.store import Store, connect
 
+from gateway import compose
 from gateway.settings import Settings
+from state import State, StateConfig, open_state
 from state.events import Event
+from state.outbox import Outbox
+from state.sqlite import SCHEMA
+from state.sqlite.outbox import SqliteOutbox
+from state.sqlite.store import Store
 from tests.fakes_destinations import answer, make_call
-from tracking import outbox
+from tests.redisserver import drop
 from tracking.destinations.file import FileDestination
 from tracking.destinations.webhook import WebhookDestination
 from tracking.dispatcher import Dispatcher, Policy
-from tracking.service import TrackingService
 
 
 def rss_mb() -> float:
@@ -57,43 +64,44 @@ def sample(i: int) -> Event:
     )
 
 
-async def ingest(path: Path, events: int, max_batch: int, writers: int = 200) -> float:
-    store = Store(path, outbox.SCHEMA, max_batch=max_batch)
-    store.open()
-    box = Outbox(store)
+def location(backend: str, tmp: Path, name: str, redis_url: str) -> StateConfig:
+    if backend == "sqlite":
+        return StateConfig(str(tmp / f"{name}.db"))
+    return StateConfig(redis_url, prefix=f"ocgw-bench-{uuid.uuid4().hex[:8]}:", spool=tmp / name)
+
+
+@asynccontextmanager
+async def opened(config: StateConfig) -> AsyncIterator[State]:
+    state = await open_state(config)
+    try:
+        yield state
+    finally:
+        await state.close()
+        if config.is_redis:
+            drop(config.location, config.prefix)
+
+
+async def ingest(box: Outbox, events: int, writers: int = 200) -> float:
+    """Events/s appended by `writers` concurrent callers, one event per call (as record does)."""
     per = events // writers
 
     async def writer(w: int) -> None:
         for i in range(per):
-            await box.append([(sample(w * per + i), ["file"])], time.time(), ready=True)
+            await box.append([sample(w * per + i)], [["file"]], time.time(), 0)
 
     start = time.perf_counter()
     await asyncio.gather(*(writer(w) for w in range(writers)))
-    elapsed = time.perf_counter() - start
-    store.close()
-    return per * writers / elapsed
+    return per * writers / (time.perf_counter() - start)
 
 
-async def record_latency(tmp: Path, calls: int, concurrency: int) -> tuple[float, float]:
-    settings = Settings(
-        store=tmp / f"rec{concurrency}.db", events_file=tmp / f"rec{concurrency}.jsonl"
-    )
-    service = TrackingService(settings, None, _NoUpstream())
-    await service.start()
-    samples: list[float] = []
-
-    async def shopper(n: int) -> None:
-        for i in range(calls // concurrency):
-            call = make_call("GET", f"/v1/me/products/p{n}-{i}")
-            body = answer({"ID": f"p{n}-{i}", "Name": "Bike"})
-            start = time.perf_counter()
-            await service.record(call, 200, body)
-            samples.append(time.perf_counter() - start)
-
-    await asyncio.gather(*(shopper(n) for n in range(concurrency)))
-    await service.stop(10)
-    samples.sort()
-    return statistics.median(samples) * 1000, samples[int(len(samples) * 0.99)] * 1000
+async def one_commit_per_event(path: Path, events: int) -> float:
+    """The baseline group commit is measured against: a store that commits every write alone."""
+    store = Store(path, SCHEMA, max_batch=1)
+    store.open()
+    try:
+        return await ingest(SqliteOutbox(store, "bench", 30.0), events)
+    finally:
+        store.close()
 
 
 class _NoUpstream:
@@ -103,36 +111,41 @@ class _NoUpstream:
         return 404, None
 
 
-def fill(path: Path, count: int, dest: str, ready: int = 1) -> None:
-    """Insert a backlog fast (executemany, one transaction)."""
-    conn = connect(path)
-    conn.executescript(outbox.SCHEMA)
-    body = sample(0).to_json()
+async def record_latency(
+    config: StateConfig, tmp: Path, calls: int, concurrency: int
+) -> tuple[float, float]:
+    """p50/p99 ms of record() for product views, the way the proxy calls it."""
+    settings = Settings(
+        store=config.location, redis_prefix=config.prefix, events_file=tmp / "r.jsonl"
+    )
+    async with opened(config) as state, httpx.AsyncClient() as http:
+        service = compose.tracker(settings, state, http, _NoUpstream(), None)
+        await service.start()
+        samples: list[float] = []
+
+        async def shopper(n: int) -> None:
+            for i in range(calls // concurrency):
+                call = make_call("GET", f"/v1/me/products/p{n}-{i}")
+                body = answer({"ID": f"p{n}-{i}", "Name": "Bike"})
+                start = time.perf_counter()
+                await service.record(call, 200, body)
+                samples.append(time.perf_counter() - start)
+
+        await asyncio.gather(*(shopper(n) for n in range(concurrency)))
+        await service.stop(10)
+    samples.sort()
+    return statistics.median(samples) * 1000, samples[int(len(samples) * 0.99)] * 1000
+
+
+async def fill(box: Outbox, count: int, dest: str) -> None:
+    """A backlog of ready events, appended in batches of 1,000."""
     now = time.time()
-    start = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-    conn.execute("BEGIN")
-    chunk = 50_000
-    for base in range(0, count, chunk):
-        rows = range(start + base + 1, start + min(base + chunk, count) + 1)
-        conn.executemany(
-            "INSERT INTO events (seq, id, type, visitor, occurred_at, ready, body) VALUES (?,?,?,?,?,?,?)",
-            (
-                (s, uuid.uuid4().hex, "products.viewed", f"anon-{s % 5000}", now, ready, body)
-                for s in rows
-            ),
-        )
-        conn.executemany(
-            "INSERT INTO deliveries (dest, seq, okey, ready, queued_at) VALUES (?,?,?,?,?)",
-            ((dest, s, f"anon-{s % 5000}", ready, now) for s in rows),
-        )
-    conn.execute("COMMIT")
-    conn.close()
+    for base in range(0, count, 1000):
+        batch = [sample(i) for i in range(base, min(base + 1000, count))]
+        await box.append(batch, [[dest]] * len(batch), now, 0)
 
 
-async def deliver(path: Path, destination: object, count: int, limit_s: float) -> tuple[float, int]:
-    store = Store(path, outbox.SCHEMA)
-    store.open()
-    box = Outbox(store)
+async def deliver(box: Outbox, destination: object, count: int, limit_s: float) -> float:
     dispatcher = Dispatcher(box, destination, Policy(poll=0.05))  # type: ignore[arg-type]
     start = time.perf_counter()
     dispatcher.start()
@@ -141,8 +154,7 @@ async def deliver(path: Path, destination: object, count: int, limit_s: float) -
     elapsed = time.perf_counter() - start
     done = dispatcher.delivered
     await dispatcher.stop(5)
-    store.close()
-    return done / elapsed, done
+    return done / elapsed
 
 
 SINK = """
@@ -173,13 +185,10 @@ def serve_sink(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("sink did not start")
 
 
-async def memory(path: Path, backlog: int, seconds: float) -> list[tuple[int, float]]:
-    """RSS while the file dispatcher works through `backlog` events (none held in memory)."""
-    fill(path, backlog, "file")
-    store = Store(path, outbox.SCHEMA)
-    store.open()
-    box = Outbox(store)
-    dispatcher = Dispatcher(box, FileDestination(path.with_suffix(".jsonl")), Policy(poll=0.05))
+async def memory(box: Outbox, out: Path, backlog: int, seconds: float) -> list[tuple[int, float]]:
+    """RSS while the file dispatcher works through `backlog` stored events."""
+    await fill(box, backlog, "file")
+    dispatcher = Dispatcher(box, FileDestination(out), Policy(poll=0.05))
     points = [(0, rss_mb())]
     dispatcher.start()
     start = time.perf_counter()
@@ -187,59 +196,75 @@ async def memory(path: Path, backlog: int, seconds: float) -> list[tuple[int, fl
         await asyncio.sleep(seconds / 5)
         points.append((dispatcher.delivered, rss_mb()))
     await dispatcher.stop(5)
-    store.close()
     return points
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--backlog", type=int, default=1_000_000)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        grouped = await ingest(tmp / "g.db", args.events, max_batch=10_000)
-        single = await ingest(tmp / "s.db", args.events // 4, max_batch=1)
-        print(
-            f"ingest   group commit {grouped:10.0f} ev/s | one commit per event {single:8.0f} ev/s"
-            f" | ratio {grouped / single:.1f}x"
-        )
+async def run(backend: str, args: argparse.Namespace, tmp: Path) -> None:
+    def config(name: str) -> StateConfig:
+        return location(backend, tmp, name, args.redis)
 
-        p50, p99 = await record_latency(tmp, 2000, 1)
-        c50, c99 = await record_latency(tmp, 10_000, 50)
-        print(
-            f"record() sequential p50 {p50:.3f} ms p99 {p99:.3f} ms"
-            f" | 50 concurrent p50 {c50:.3f} ms p99 {c99:.3f} ms (added to a tracked call)"
-        )
+    print(f"\n== {backend}")
+    async with opened(config("ingest")) as state:
+        rate = await ingest(state.outbox, args.events)
+    line = f"ingest   {rate:10.0f} ev/s (200 callers, one event each)"
+    if backend == "sqlite":
+        single = await one_commit_per_event(tmp / "single.db", args.events // 4)
+        line += f" | one commit per event {single:8.0f} ev/s | group commit {rate / single:.1f}x"
+    print(line)
 
-        n = 50_000
-        fill(tmp / "f.db", n, "file")
-        file_rate, _ = await deliver(tmp / "f.db", FileDestination(tmp / "f.jsonl"), n, 30)
-        server = serve_sink(18777)
-        fill(tmp / "w.db", 20_000, "webhook")
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as client:
+    p50, p99 = await record_latency(config("rec1"), tmp, 2000, 1)
+    c50, c99 = await record_latency(config("rec50"), tmp, 10_000, 50)
+    print(
+        f"record() sequential p50 {p50:.3f} ms p99 {p99:.3f} ms"
+        f" | 50 concurrent p50 {c50:.3f} ms p99 {c99:.3f} ms (what a tracked call waits)"
+    )
+
+    n = 50_000
+    async with opened(config("file")) as state:
+        await fill(state.outbox, n, "file")
+        file_rate = await deliver(state.outbox, FileDestination(tmp / f"{backend}.jsonl"), n, 60)
+    server = serve_sink(18777)
+    try:
+        async with (
+            opened(config("hook")) as state,
+            httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as client,
+        ):
+            await fill(state.outbox, 20_000, "webhook")
             hook = WebhookDestination(client, "http://127.0.0.1:18777/in", "secret")
-            hook_rate, _ = await deliver(tmp / "w.db", hook, 20_000, 30)
+            hook_rate = await deliver(state.outbox, hook, 20_000, 30)
+    finally:
         server.kill()
         server.wait()
-        print(
-            f"delivery file (batched) {file_rate:8.0f} ev/s | webhook on 127.0.0.1 {hook_rate:6.0f} ev/s"
-            f" | ratio {file_rate / hook_rate:.1f}x"
-        )
+    print(
+        f"delivery file (batched) {file_rate:8.0f} ev/s | webhook on 127.0.0.1 {hook_rate:6.0f}"
+        f" ev/s | ratio {file_rate / hook_rate:.1f}x"
+    )
 
-        base = rss_mb()
-        points = await memory(tmp / "m.db", args.backlog, 10.0)
-        size = os.path.getsize(tmp / "m.db") / 1e6
-        print(
-            f"memory   backlog {args.backlog} events ({size:.0f} MB on disk); RSS before fill {base:.0f} MB"
-        )
-        for delivered, rss in points:
-            print(f"         delivered {delivered:8d}  RSS {rss:6.0f} MB")
-        growth = points[-1][1] - points[0][1]
-        print(
-            f"         RSS growth while draining: {growth:+.0f} MB"
-            f" ({growth * 1e6 / max(points[-1][0], 1):.1f} bytes per delivered event)"
-        )
+    base = rss_mb()
+    async with opened(config("memory")) as state:
+        points = await memory(state.outbox, tmp / "m.jsonl", args.backlog, args.drain)
+    print(f"memory   backlog {args.backlog} events; RSS before filling {base:.0f} MB")
+    for delivered, rss in points:
+        print(f"         delivered {delivered:8d}  RSS {rss:6.0f} MB")
+    growth = points[-1][1] - points[0][1]
+    print(
+        f"         RSS growth while draining: {growth:+.0f} MB"
+        f" ({growth * 1e6 / max(points[-1][0], 1):.1f} bytes per delivered event)"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "redis", "both"), default="both")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--backlog", type=int, default=1_000_000)
+    parser.add_argument("--drain", type=float, default=10.0, help="seconds of draining to watch")
+    args = parser.parse_args()
+    backends = ("sqlite", "redis") if args.backend == "both" else (args.backend,)
+    with tempfile.TemporaryDirectory() as name:
+        for backend in backends:
+            await run(backend, args, Path(name))
 
 
 if __name__ == "__main__":

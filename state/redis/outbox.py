@@ -122,6 +122,9 @@ class RedisOutbox:
         self._mover: asyncio.Task[None] | None = None
         self._maintainer: asyncio.Task[None] | None = None
         self._down = False  # an outage was logged; log the recovery once too
+        # Group commit: appends that arrive while one is in flight go together in the next one.
+        self._waiting: list[tuple[list[Record], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -140,7 +143,10 @@ class RedisOutbox:
         self._maintainer = asyncio.create_task(self._maintain(), name="outbox-maintain")
 
     async def close(self) -> None:
-        """Stop the background tasks and hand our partitions back so a successor starts at once."""
+        """Finish the appends in flight, stop the background tasks and hand our partitions back
+        so a successor starts at once."""
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         for task in (self._maintainer, self._mover):
             if task is not None:
                 task.cancel()
@@ -178,6 +184,31 @@ class RedisOutbox:
         records = [Record.of(e, r, now, hold_until) for e, r in zip(events, routes, strict=True)]
         if not records:
             return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((records, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="outbox-append")
+        await done
+
+    async def _flush(self) -> None:
+        """Write what callers are waiting on in as few round trips as possible: one MULTI (or one
+        spool transaction) per batch, however many callers it holds; one batch in flight."""
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._store([r for records, _ in batch for r in records])
+            except BaseException as exc:  # noqa: BLE001 - each caller learns of it
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _store(self, records: list[Record]) -> None:
         if not self._spooled:  # while anything is spooled, newer events queue behind it
             try:
                 await self._push(records)
