@@ -151,6 +151,7 @@ class Rig:
         while True:
             stats = await self.service.outbox.stats()
             if not self.service._background and all(s["pending"] == 0 for s in stats.values()):
+                await self.service.learning.flush()  # profile writes are coalesced
                 return
             assert time.monotonic() < deadline, stats
             await asyncio.sleep(0.01)

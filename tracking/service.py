@@ -34,9 +34,10 @@ from state.profiles import Profiles
 from tracking.browsers import Browsers
 from tracking.dispatcher import Destination, Dispatcher, Policy
 from tracking.hydrate import Upstream, hydrate
+from tracking.learning import ProfileWriter
 from tracking.mapping import TRACKED_KINDS, bearer_from_answer, events_for, exposure_events
 from tracking.privacy import not_tracked
-from tracking.settle import settle_cart, settle_visitor
+from tracking.settle import profile_change, settle_cart, settle_conversion
 
 log = logging.getLogger(__name__)
 _HYDRATED = frozenset(
@@ -95,6 +96,7 @@ class TrackingService:
         self.config = config
         self.outbox = outbox
         self.profiles = profiles
+        self.learning = ProfileWriter(profiles)
         self.carts = carts
         self.exposures = exposures
         self.browsers = browsers
@@ -108,6 +110,7 @@ class TrackingService:
         self._background: set[asyncio.Task[Any]] = set()
         self._categories: TTLCache[str, list[str]] = TTLCache(maxsize=20_000, ttl=600)
         self._settling: dict[str, asyncio.Future[None]] = {}  # last unsettled event per key
+        self._held: Counter[str] = Counter()  # held events settling per key (may set browser ids)
         self._sweeper: asyncio.Task[None] | None = None
         self._running = False
 
@@ -133,6 +136,7 @@ class TrackingService:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.learning.close()
         await asyncio.gather(*(d.stop(timeout) for d in self.dispatchers))
 
     # -- the proxy's hooks -----------------------------------------------------------------
@@ -178,13 +182,14 @@ class TrackingService:
         for event in ready:
             self._spawn(self._settle(event, None, released=True))
         for event in held:
+            self._held[event.order_key] += 1
             self._spawn(self._settle(event, token, released=False))
 
     def _ready(self, event: Event, token: str | None) -> bool:
         """Whether the event is final as recorded: nothing to hydrate, and its browser id known."""
         if event.type not in _READY_TYPES or event.previous_visitor:
             return False
-        if event.order_key in self._settling:  # an earlier event of this visitor is settling
+        if self._held[event.order_key]:  # an earlier held event may still settle a browser id
             return False
         if token and event.type == ev.PRODUCT_VIEWED:
             known = self._categories.get(str((event.data.get("product") or {}).get("ID")))
@@ -235,6 +240,10 @@ class TrackingService:
             turn.set_result(None)
             if self._settling.get(key) is turn:
                 del self._settling[key]
+            if not released:
+                self._held[key] -= 1
+                if not self._held[key]:
+                    del self._held[key]
 
     async def _hydrate_and_settle(
         self,
@@ -280,7 +289,14 @@ class TrackingService:
                 log.exception("tracking: could not release %s", event.type)
             self._wake()
         try:
-            await settle_visitor(event, now, self.profiles, self.exposures)
+            earlier = None
+            if event.previous_visitor:
+                await self.learning.flush(event.previous_visitor)
+                earlier = await self.profiles.get(event.previous_visitor)
+            change = profile_change(event, now, earlier)
+            if change is not None and event.visitor:
+                self.learning.add(event.visitor, change)
+            await settle_conversion(event, self.exposures)
         except Exception:
             self.counts["settle_errors"] += 1
             log.exception("tracking: profile update failed for %s", event.type)

@@ -12,7 +12,7 @@ from state import events as ev
 from state.carts import Carts
 from state.events import Event
 from state.exposures import Exposures
-from state.profiles import Profile, Profiles
+from state.profiles import Change, Profile
 
 KEPT_VIEWS = 50
 _LINE_FIELDS = ("ID", "ProductID", "Quantity", "UnitPrice", "LineTotal")
@@ -52,34 +52,49 @@ async def settle_cart(event: Event, now: float, carts: Carts) -> None:
         await carts.close(visitor)
 
 
-async def settle_visitor(
-    event: Event, now: float, profiles: Profiles, exposures: Exposures
-) -> Profile | None:
-    """Teach the visitor's profile what the event says; count a submitted order as a conversion."""
+async def settle_conversion(event: Event, exposures: Exposures) -> None:
+    """A submitted order counts for every experiment variant its visitor saw before it."""
+    if event.type != ev.ORDER_SUBMITTED or not event.visitor:
+        return
+    order = event.data.get("order") or {}
+    order_id = order.get("ID") or event.data.get("order_id")
+    if order_id:
+        total = float(order.get("Total") or 0)
+        await exposures.convert(event.visitor, str(order_id), total, event.occurred_at)
+
+
+def profile_change(event: Event, now: float, earlier: Profile | None) -> Change | None:
+    """What the event teaches its visitor's profile, as a change the profile store applies
+    atomically; None for events that teach nothing. `earlier` is the anonymous visitor's
+    profile a new registered one starts from (a login or transfer)."""
     visitor = event.visitor
     if not visitor or event.type in (ev.DECISION_EXPOSED, ev.CART_ABANDONED):
         return None
-    if event.type == ev.ORDER_SUBMITTED:
-        order = event.data.get("order") or {}
-        order_id = order.get("ID") or event.data.get("order_id")
-        if order_id:
-            total = float(order.get("Total") or 0)
-            await exposures.convert(visitor, str(order_id), total, event.occurred_at)
-    earlier = await profiles.get(event.previous_visitor) if event.previous_visitor else None
 
     def change(profile: Profile | None) -> Profile:
         if profile is None:
             profile = Profile(visitor_id=visitor, first_seen=now)
             if earlier is not None:
-                profile.viewed_products = earlier.viewed_products
-                profile.viewed_categories = earlier.viewed_categories
-                profile.cart_products = earlier.cart_products
+                profile.viewed_products = list(earlier.viewed_products)
+                profile.viewed_categories = list(earlier.viewed_categories)
+                profile.cart_products = list(earlier.cart_products)
                 profile.cart_value = earlier.cart_value
                 profile.first_seen = earlier.first_seen or now
         learn(profile, event, now)
         return profile
 
-    return await profiles.update(visitor, change)
+    return change
+
+
+def chained(changes: list[Change]) -> Change:
+    """Several changes applied in order, as one: one read-modify-write for all of them."""
+
+    def apply(profile: Profile | None) -> Profile | None:
+        for change in changes:
+            profile = change(profile) or profile
+        return profile
+
+    return apply
 
 
 def learn(profile: Profile, event: Event, now: float) -> None:

@@ -1,9 +1,9 @@
 """The outbox in SQLite: one row per event, one delivery row per (event, destination).
 
-Several processes may share the file (`--workers N`, or replicas on one machine). A lease is a
-write: the scan and the claim run in one `BEGIN IMMEDIATE` transaction on the writer thread, so two
-processes never hand out the same delivery, and a row leased by a process that died is free again
-once its `lease_until` passes. The backlog is read in bounded pages: a million pending rows cost
+Several processes may share the file (`--workers N`, or replicas on one machine). A lease scans on
+the reader connection, then claims on the writer with a conditional update per row (free, or
+already ours), so two processes never hand out the same delivery, and a row leased by a process
+that died is free again once its `lease_until` passes. The backlog is read in bounded pages: a million pending rows cost
 disk, not memory.
 """
 
@@ -87,26 +87,25 @@ def release(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
     )
 
 
-def lease(
+def candidates(
     conn: sqlite3.Connection,
     dest: str,
     now: float,
     busy: Collection[str],
     owner: str,
-    lease_for: float,
     *,
     limit: int,
     per_key: int,
     max_keys: int | None,
     max_scan: int = 8 * _PAGE,
-) -> Leased:
-    """Walk pending rows in record order. The first row of a key that cannot go now (held for
-    hydration, backing off, leased by another process, or its key busy here) holds back every
-    later row of that key: per-visitor order. What is picked is leased to `owner` in the same
-    transaction. Rows this owner leased but did not finish (a chain stopped at a failure) are
-    free to it again at once: its own in-flight keys arrive as `busy`."""
+) -> tuple[dict[str, list[Delivery]], float | None]:
+    """Walk pending rows in record order (a read: it runs beside the writer). The first row of a
+    key that cannot go now (held for hydration, backing off, leased by another process, or its
+    key busy here) holds back every later row of that key: per-visitor order. Rows this owner
+    leased but did not finish (a chain stopped at a failure) are free to it again at once: its
+    own in-flight keys arrive as `busy`."""
     held = set(busy)
-    picked: dict[str, list[tuple[int, int, float, str, int]]] = {}
+    picked: dict[str, list[tuple[int, int, float]]] = {}
     count, scanned, after = 0, 0, 0
     next_due: float | None = None
     full = False
@@ -138,29 +137,43 @@ def lease(
                     next_due = due_at if next_due is None else min(next_due, due_at)
                 continue
             group = picked.setdefault(key, [])
-            group.append((seq, attempts, queued_at, key, released))
+            group.append((seq, attempts, queued_at))
             count += 1
             if len(group) >= per_key:
                 held.add(key)
             if count >= limit:
                 full = True
                 break
-    seqs = [row[0] for group in picked.values() for row in group]
-    if not seqs:
-        return Leased({}, next_due)
-    conn.executemany(
-        "UPDATE deliveries SET lease_until = ?, owner = ? WHERE dest = ? AND seq = ?",
-        [(now + lease_for, owner, dest, seq) for seq in seqs],
-    )
-    bodies = _bodies(conn, seqs)
+    bodies = _bodies(conn, [seq for group in picked.values() for seq, *_ in group])
     groups = {
-        key: [
-            Delivery(str(seq), bodies[seq], attempts, queued_at)
-            for seq, attempts, queued_at, *_ in rows
-        ]
+        key: [Delivery(str(seq), bodies[seq], attempts, at) for seq, attempts, at in rows]
         for key, rows in picked.items()
     }
-    return Leased(groups, next_due)
+    return groups, next_due
+
+
+def claim(
+    conn: sqlite3.Connection,
+    dest: str,
+    groups: dict[str, list[Delivery]],
+    now: float,
+    owner: str,
+    lease_for: float,
+) -> dict[str, list[Delivery]]:
+    """Lease what the scan picked, unless another process took it meanwhile: a key keeps only
+    the rows up to its first one this owner could not claim, so order holds."""
+    claimed: dict[str, list[Delivery]] = {}
+    for key, deliveries in groups.items():
+        for delivery in deliveries:
+            cur = conn.execute(
+                "UPDATE deliveries SET lease_until = ?, owner = ? WHERE dest = ? AND seq = ?"
+                " AND state = 0 AND (lease_until <= ? OR owner = ?)",
+                (now + lease_for, owner, dest, int(delivery.ref), now, owner),
+            )
+            if cur.rowcount != 1:
+                break
+            claimed.setdefault(key, []).append(delivery)
+    return claimed
 
 
 def _bodies(conn: sqlite3.Connection, seqs: Sequence[int]) -> dict[int, Event]:
@@ -257,19 +270,32 @@ class SqliteOutbox:
         max_keys: int | None,
         busy: Collection[str],
     ) -> Leased:
-        return await self.store.write(
+        """Scan on the reader, then claim on the writer: the scan never holds up the appends
+        a shopper's answer waits for."""
+        groups, next_due = await self.store.read(
             partial(
-                lease,
+                candidates,
                 dest=destination,
                 now=now,
                 busy=tuple(busy),
                 owner=self.owner,
-                lease_for=self.lease_seconds,
                 limit=limit,
                 per_key=per_key,
                 max_keys=max_keys,
             )
         )
+        if groups:
+            groups = await self.store.write(
+                partial(
+                    claim,
+                    dest=destination,
+                    groups=groups,
+                    now=now,
+                    owner=self.owner,
+                    lease_for=self.lease_seconds,
+                )
+            )
+        return Leased(groups, next_due)
 
     async def ack(self, destination: str, deliveries: Sequence[Delivery]) -> None:
         await self.store.write(partial(ack, dest=destination, refs=[d.ref for d in deliveries]))
