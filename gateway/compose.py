@@ -14,6 +14,7 @@ import httpx
 
 from decisions.personalize import Personalize, PersonalizeConfig
 from decisions.service import DecisionsConfig, DecisionService
+from gateway.pending import PendingProfiles
 from gateway.settings import Settings
 from state import State, StateConfig, open_state
 from tracking.browsers import Browsers, local_uuid
@@ -55,7 +56,12 @@ def tracking_config(settings: Settings) -> TrackingConfig:
 
 
 def decisions_config(settings: Settings) -> DecisionsConfig:
-    return DecisionsConfig(tables=settings.decisions, client_key=settings.cdp_client_key)
+    return DecisionsConfig(
+        tables=settings.decisions,
+        client_key=settings.cdp_client_key,
+        budget=settings.personalize_timeout_ms / 1000,
+        country_headers=settings.country_headers,
+    )
 
 
 def cdp_pos(settings: Settings) -> str:
@@ -117,6 +123,7 @@ def tracker(
     http: httpx.AsyncClient,
     upstream: Upstream,
     identity: Identity | None,
+    pending: PendingProfiles | None = None,
 ) -> TrackingService:
     ids = browsers(settings, state, http)
     return TrackingService(
@@ -129,6 +136,7 @@ def tracker(
         destinations=destinations(settings, http, ids),
         upstream=upstream,
         identity=identity,
+        pending=pending,
         policy=partial(Policy, max_attempts=settings.max_attempts, max_age=settings.max_event_age),
     )
 
@@ -144,14 +152,22 @@ def personalize(settings: Settings, http: httpx.AsyncClient) -> Personalize | No
         pos=cdp_pos(settings),
         budget=settings.personalize_timeout_ms / 1000,
         segments_path=settings.personalize_segments_path,
+        params=tuple(settings.personalize_params.items()),
     )
     return Personalize(config, http)
 
 
-def decider(settings: Settings, state: State, http: httpx.AsyncClient) -> DecisionService:
+def decider(
+    settings: Settings,
+    state: State,
+    http: httpx.AsyncClient,
+    pending: PendingProfiles | None = None,
+) -> DecisionService:
+    """`pending` is the tracker's: a list call waits for the profile a login is still reading."""
     return DecisionService(
         decisions_config(settings),
         profiles=state.profiles,
         versions=state.versions,
         personalize=personalize(settings, http),
+        pending=pending,
     )

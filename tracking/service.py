@@ -25,6 +25,7 @@ from cachetools import TTLCache
 from gateway import operations as ops
 from gateway.call import Call
 from gateway.identity import Visitor
+from gateway.pending import PendingProfiles
 from state import events as ev
 from state.carts import Carts, IdleCart
 from state.events import Event
@@ -88,6 +89,7 @@ class TrackingService:
         destinations: Sequence[Destination],
         upstream: Upstream,
         identity: Identity | None = None,
+        pending: PendingProfiles | None = None,
         policy: Callable[[], Policy] = Policy,
         clock: Callable[[], float] = time.time,
         sweep_every: float | None = None,
@@ -101,6 +103,7 @@ class TrackingService:
         self.destinations = list(destinations) if config.enabled else []
         self.upstream = upstream
         self.identity = identity
+        self.pending = pending or PendingProfiles()
         self.clock = clock
         self.counts: Counter[str] = Counter()
         self.dispatchers = [Dispatcher(outbox, d, policy(), clock=clock) for d in self.destinations]
@@ -178,6 +181,8 @@ class TrackingService:
         for event in ready:
             self._spawn(self._settle(event, None, released=True))
         for event in held:
+            if event.type == ev.IDENTIFIED:  # decisions wait for this profile (see _settle)
+                self.pending.begin(event.order_key)
             self._spawn(self._settle(event, token, released=False))
 
     def _ready(self, event: Event, token: str | None) -> bool:
@@ -235,6 +240,8 @@ class TrackingService:
             turn.set_result(None)
             if self._settling.get(key) is turn:
                 del self._settling[key]
+            if event.type == ev.IDENTIFIED and not released:
+                self.pending.end(key)
 
     async def _hydrate_and_settle(
         self,

@@ -93,6 +93,8 @@ def learn(profile: Profile, event: Event, now: float) -> None:
     user = data.get("user") or {}
     buyer = (user.get("Buyer") or {}).get("ID") if isinstance(user, dict) else None
     profile.buyer_id = buyer or profile.buyer_id
+    if event.type == ev.IDENTIFIED:
+        profile.identified_at = max(profile.identified_at, event.occurred_at)
     if event.type == ev.IDENTIFIED and data.get("history"):
         # OrderCloud's own history counts; orders the gateway saw are part of it.
         profile.orders = max(profile.orders, int(data["history"].get("orders") or 0))

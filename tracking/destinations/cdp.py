@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from gateway.identity import guest_identifier
 from state import events as ev
 from state.events import Event
 from tracking.destinations.outcome import DeliveryError, check
@@ -92,7 +93,7 @@ def payloads(event: Event, config: CdpConfig) -> list[dict[str, Any]]:
 
 def _identity(event: Event, body: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     user = event.data.get("user") or {}
-    identifiers = [{"provider": "ordercloud", "id": event.visitor or ""}]
+    identifiers = [guest_identifier(event.visitor or "")]
     email = user.get("Email") or event.context.get("email")
     fields: dict[str, Any] = {"identifiers": identifiers}
     if email:
