@@ -66,6 +66,15 @@ class Event:
         return self.key or self.visitor or f"pending-{self.id}"
 
     @property
+    def removes_line(self) -> bool:
+        """A line removal, or an update to quantity 0: either way the line leaves the cart, so a
+        destination that keeps the cart restates it (CDP: CLEAR_CART, then the remaining lines)."""
+        if self.type == LINE_REMOVED:
+            return True
+        quantity = (self.data.get("lineitem") or {}).get("Quantity")
+        return self.type == LINE_UPDATED and quantity == 0 and not isinstance(quantity, bool)
+
+    @property
     def time(self) -> str:
         """ISO 8601 UTC with milliseconds, the form every destination accepts."""
         moment = datetime.fromtimestamp(self.occurred_at, tz=UTC)

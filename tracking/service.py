@@ -41,7 +41,14 @@ from tracking.settle import settle_cart, settle_visitor
 
 log = logging.getLogger(__name__)
 _HYDRATED = frozenset(
-    {ev.IDENTIFIED, ev.PRODUCT_VIEWED, ev.LINE_ADDED, ev.LINE_UPDATED, ev.ORDER_SUBMITTED}
+    {
+        ev.IDENTIFIED,
+        ev.PRODUCT_VIEWED,
+        ev.LINE_ADDED,
+        ev.LINE_UPDATED,
+        ev.LINE_REMOVED,
+        ev.ORDER_SUBMITTED,
+    }
 )
 _READY_TYPES = frozenset({ev.PRODUCT_VIEWED, ev.PRODUCTS_SEARCHED, ev.DECISION_EXPOSED})
 _ABANDONED = uuid.UUID("0b6f6d2a-3c59-4f7e-8f0e-5d1c2b7a9e41")

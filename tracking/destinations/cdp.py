@@ -1,7 +1,9 @@
 """Sitecore CDP / Personalize Stream API: `POST {cdp_url}/v1.2/events`, one event per request.
 
 Orders go out as ADD (every line) -> CONFIRM -> CHECKOUT in "multi" mode, or one ORDER_CHECKOUT
-(after an IDENTITY) in "single" mode. A line removal has no Stream API event and is not sent.
+(after an IDENTITY) in "single" mode. The Stream API has no event that takes one line out of the
+cart, so a removal (or an update to quantity 0) restates the cart: CLEAR_CART, then an ADD for
+every remaining line, from the line items hydration read.
 The Stream API documents no field for the shopper's IP or user agent, so none is sent.
 """
 
@@ -26,6 +28,7 @@ ACCEPTS = frozenset(
         ev.PRODUCTS_SEARCHED,
         ev.LINE_ADDED,
         ev.LINE_UPDATED,
+        ev.LINE_REMOVED,
         ev.CART_CLEARED,
         ev.ORDER_SUBMITTED,
         ev.CART_ABANDONED,
@@ -71,6 +74,14 @@ def payloads(event: Event, config: CdpConfig) -> list[dict[str, Any]]:
         return [body("VIEW", ext=ext)]
     if event.type == ev.PRODUCTS_SEARCHED:
         return [body("SEARCH", product_name=str(data.get("search", "")), product_type="PRODUCT")]
+    if event.removes_line:
+        if "lineitems" not in data:
+            return []  # the remaining lines could not be read: emptying CDP's cart would be wrong
+        adds = [
+            body("ADD", product=_product(line, data.get("order_id"), event.time, currency))
+            for line in data["lineitems"]
+        ]
+        return [body("CLEAR_CART"), *adds]
     if event.type in (ev.LINE_ADDED, ev.LINE_UPDATED):
         line = data.get("lineitem") or {}
         return [body("ADD", product=_product(line, data.get("order_id"), event.time, currency))]
