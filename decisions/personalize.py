@@ -115,7 +115,7 @@ class Personalize:
 
     def __init__(
         self,
-        config: PersonalizeConfig,
+        flows: Mapping[str | None, PersonalizeConfig],
         client: httpx.AsyncClient,
         *,
         ttl: float = 600.0,
@@ -123,7 +123,7 @@ class Personalize:
         failure_ttl: float = 30.0,
         maxsize: int = 100_000,
     ) -> None:
-        self.flows: Mapping[str | None, PersonalizeConfig] = {None: config}
+        self.flows = dict(flows)
         self.client = client
         self.refresh_after = refresh_after
         self.cache: TTLCache[str, tuple[float, frozenset[str]]] = TTLCache(maxsize, ttl)

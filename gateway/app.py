@@ -113,6 +113,11 @@ class Gateway:
         self.decisions = compose.decider(settings, self.state, self.http, pending)
         await self.decisions.start()
         self._closers.append(self.decisions.stop)
+        self._closers.append(
+            await compose.follow_destinations(
+                settings, self.http, self.tracking, self.decisions.personalize
+            )
+        )
         self._admin = create_admin_app(self.decisions, settings.admin_token)
         self.proxy.tracker = self.tracking
         self.proxy.decider = self.decisions

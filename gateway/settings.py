@@ -49,6 +49,7 @@ class Settings(BaseSettings):
 
     # Tracking
     tracking: bool = True
+    destinations: Path | None = None  # YAML: each API client's destinations, reloaded on change
     events_file: Path | None = None  # JSON lines; the default destination when none is configured
     cdp_url: AnyHttpUrl | None = None
     cdp_client_key: str | None = None

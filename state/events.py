@@ -59,6 +59,7 @@ class Event:
     context: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     key: str | None = None  # ordering key, fixed when recorded (the visitor may be learnt later)
+    client: str | None = None  # the storefront's API client id: picks its destinations
 
     @property
     def order_key(self) -> str:

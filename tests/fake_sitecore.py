@@ -13,7 +13,7 @@ from tests.wire import read_body, reply
 
 
 class FakeSitecore:
-    """Records every request. `/cdp/v1.2/browser/create.json` mints browser ids;
+    """Records every request. `…/v1.2/browser/create.json` mints browser ids;
     `/cdp/v2/callFlows` answers `{"segments": [...]}` from `segments`, per guest as the request
     names it (`ordercloud:acme-jane`, `email:…` or `browser:<id>`); everything else answers 201
     (CDP) or 200, unless `failures[prefix]` holds statuses to answer first."""
@@ -42,8 +42,8 @@ class FakeSitecore:
                     }
                 )
         if status is None:
-            status = 201 if path.startswith("/cdp/v1.2/events") else 200
-        if path.startswith("/cdp/v1.2/browser/create.json"):
+            status = 201 if path.endswith("/v1.2/events") else 200
+        if path.endswith("/v1.2/browser/create.json"):
             payload = {"status": "OK", "ref": str(uuid.uuid4()), "customer_ref": str(uuid.uuid4())}
         elif path.endswith("/v2/callFlows"):
             payload = {"segments": self.segments.get(_guest(json.loads(body)), [])}

@@ -17,7 +17,7 @@ import respx
 from starlette.datastructures import Headers
 
 from decisions.errors import ValidationFailed
-from decisions.personalize import Guest, PersonalizeConfig, flow_body
+from decisions.personalize import Guest, Personalize, PersonalizeConfig, flow_body
 from decisions.service import DecisionService
 from gateway import compose
 from gateway.call import Call
@@ -512,3 +512,20 @@ async def test_workers_sharing_a_store_import_once_and_follow_each_others_publis
     finally:
         await one.stop()
         await two.stop()
+
+
+async def test_each_storefront_asks_its_own_flow() -> None:
+    default = PersonalizeConfig(url=CDP, flow="flow-a", client_key="ck-a", pos="shop-a")
+    other = PersonalizeConfig(url=CDP, flow="flow-b", client_key="ck-b", pos="shop-b")
+    async with httpx.AsyncClient() as client:
+        with respx.mock(assert_all_mocked=True) as mock:
+            route = mock.post(f"{CDP}/v2/callFlows").respond(json={"segments": []})
+            personalize = Personalize({None: default, "client-b": other}, client)
+            await personalize.segments(Guest("acme-ann", False, client_id="client-b"))
+            await personalize.segments(Guest("acme-ann", False, client_id="client-unknown"))
+            await personalize.close()
+    sent = [json.loads(c.request.content) for c in route.calls]
+    assert [(b["friendlyId"], b["clientKey"], b["pointOfSale"]) for b in sent] == [
+        ("flow-b", "ck-b", "shop-b"),
+        ("flow-a", "ck-a", "shop-a"),
+    ]

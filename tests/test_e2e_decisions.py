@@ -209,12 +209,13 @@ def test_a_repeat_customers_first_list_call_right_after_login_sees_her_history(t
     decided on an empty profile, and the exposure is hers."""
     tables = tmp_path / "tables.yaml"
     tables.write_text(DEMO_TABLES)
-    with running(slow_history(create_sandbox(), 0.06)) as sandbox:
+    with running(slow_history(create_sandbox(), 0.2)) as sandbox:
         settings = Settings(
             upstream_url=sandbox,
             store=tmp_path / "gw.db",  # type: ignore[arg-type]
             events_file=tmp_path / "events.jsonl",
-            decisions=tables,  # the default budget: OCGW_PERSONALIZE_TIMEOUT_MS=150
+            decisions=tables,
+            personalize_timeout_ms=500,  # the history takes 200 ms; a busy test machine more
         )
         app = create_app(settings)
         with running(app, lifespan="on") as gateway:
@@ -225,7 +226,7 @@ def test_a_repeat_customers_first_list_call_right_after_login_sees_her_history(t
             decided = response.headers["x-decision"]
             assert "rule=vip-watches" in decided, decided
             assert app.decisions.stats["login_waits"] == 1
-            assert elapsed < 0.15 + 0.3, elapsed  # the budget, plus the call itself
+            assert elapsed < 0.5 + 0.3, elapsed  # the budget, plus the call itself
             rows = wait_for(lambda: [r for r in report(app) if r["rule_id"] == "vip-watches"])
             assert rows and rows[0]["visitors"] == 1
             assert not [r for r in report(app) if r["rule_id"] == "newcomer-picks"]
