@@ -5,18 +5,17 @@ compiled membership tests over it. Pure: no I/O, `now` is an argument.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
 from decisions.models import HourRange, Range, SegmentDef
-from gateway.headers import device_of, user_agent
+from gateway.headers import COUNTRY_HEADERS, country, device_of, user_agent
 from gateway.identity import Visitor
 from state.profiles import Profile
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-COUNTRY_HEADERS = ("cf-ipcountry", "x-country", "cloudfront-viewer-country", "x-vercel-ip-country")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +48,11 @@ def facts_for(
     profile: Profile | None,
     headers: Mapping[str, str],
     now: float | None = None,
+    country_headers: Sequence[str] = COUNTRY_HEADERS,
 ) -> Facts:
     """Merge the stored profile with what this request says (headers win for request context)."""
     now = time.time() if now is None else now
     tm = time.gmtime(now)
-    country = next((headers[h] for h in COUNTRY_HEADERS if headers.get(h)), None)
     accept = headers.get("accept-language", "")
     language = (
         (profile.language if profile else None)
@@ -76,7 +75,7 @@ def facts_for(
         currency=(profile.currency if profile else None) or (visitor.currency if visitor else None),
         channel=(headers.get("x-channel") or "web").strip().lower(),
         device=device_of(user_agent(headers)),
-        country=country.strip().upper() if country else None,
+        country=country(headers, country_headers),
         now=now,
         weekday=tm.tm_wday,
         hour=tm.tm_hour,

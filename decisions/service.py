@@ -22,13 +22,14 @@ from decisions.compile import Compiled, compile_document, request_for, validate
 from decisions.errors import TableError, ValidationFailed
 from decisions.evaluate import Hit, evaluate, explain_table
 from decisions.loader import parse_text, read_source, signature, watch
-from decisions.personalize import Personalize
+from decisions.personalize import Guest, Personalize
 from decisions.rewrite import parse_query, reorder_for, rewrite_query
 from decisions.segments import Facts, facts_for, segments_of
 from gateway.call import Call, Decision
-from gateway.headers import browser_id
+from gateway.headers import COUNTRY_HEADERS, browser_id, user_agent, utm_params
 from gateway.identity import Visitor
 from gateway.operations import CATEGORIES_LIST, PRODUCTS_LIST, PROMOTIONS_LIST, recognise
+from gateway.pending import PendingProfiles
 from state.exposures import Exposure
 from state.profiles import Profile, Profiles
 from state.versions import TableVersions, Version
@@ -49,6 +50,8 @@ class DecisionsConfig:
     tables: Path | None = None  # a YAML file or folder imported as a new version when it changes
     client_key: str | None = None  # CDP client key: names the storefront's `bid_` cookie
     watch_interval: float = 1.0  # how often the tables file is checked
+    budget: float = 0.15  # seconds a list call may wait for a login's profile and for CDP
+    country_headers: tuple[str, ...] = COUNTRY_HEADERS  # where the shopper's country is read
 
 
 def decision_header(hits: Iterable[Hit], version: int) -> str:
@@ -102,11 +105,13 @@ class DecisionService:
         profiles: Profiles,
         versions: TableVersions,
         personalize: Personalize | None = None,
+        pending: PendingProfiles | None = None,
     ) -> None:
         self.config = config
         self.profiles = profiles
         self.versions = versions
         self.personalize = personalize
+        self.pending = pending
         self.live: Compiled | None = None
         self.last_errors: list[TableError] = []  # why the last file edit was refused
         self._counts = dict.fromkeys(
@@ -120,6 +125,8 @@ class DecisionService:
                 "reloads",
                 "reload_errors",
                 "sync_errors",
+                "login_waits",
+                "login_wait_timeouts",
             ),
             0,
         )
@@ -299,8 +306,9 @@ class DecisionService:
             self._counts["no_table"] += 1
             return None
         headers = dict(call.headers.items())  # one pass over the raw headers, then dict look-ups
+        budget = await self._profile_settled(call.shopper)
         facts, segments, _ = await self._segments(
-            live, call.visitor, None, headers, call.received_at
+            live, call.visitor, None, headers, call.received_at, call.query, budget
         )
         query = parse_query(call.query)
         hits = evaluate(tables, request_for(segments, query, facts.now, facts.visitor_id))
@@ -330,6 +338,19 @@ class DecisionService:
             exposures=exposures,
         )
 
+    async def _profile_settled(self, shopper: str | None) -> float:
+        """Wait (within the budget) for a login or transfer of this shopper whose profile is still
+        being read, so their first list call is decided on their order history; returns the
+        budget left for CDP."""
+        budget = self.config.budget
+        if self.pending is None or not self.pending.pending(shopper):
+            return budget
+        self._counts["login_waits"] += 1
+        started = time.monotonic()
+        if not await self.pending.settled(shopper, budget):
+            self._counts["login_wait_timeouts"] += 1
+        return budget - (time.monotonic() - started)
+
     async def _segments(
         self,
         live: Compiled,
@@ -337,22 +358,29 @@ class DecisionService:
         profile: Profile | None,
         headers: Mapping[str, str],
         now: float,
+        query: str = "",
+        budget: float | None = None,
     ) -> tuple[Facts, frozenset[str], frozenset[str]]:
         """(facts, local segment names, CDP segment names) for one visitor."""
         if profile is None and visitor is not None:
             profile = await self.profiles.get(visitor.id)
-        facts = facts_for(visitor, profile, headers, now)
+        facts = facts_for(visitor, profile, headers, now, self.config.country_headers)
         cdp: frozenset[str] = frozenset()
         if self.personalize is not None and live.cdp_names and facts.visitor_id:
-            known = (profile.browser_id if profile else None) or browser_id(
-                headers, self.config.client_key
+            guest = Guest(
+                visitor_id=facts.visitor_id,
+                anonymous=facts.anonymous,
+                browser_id=(profile.browser_id if profile else None)
+                or browser_id(headers, self.config.client_key),
+                generation=profile.identified_at if profile else 0.0,
+                client_id=visitor.client_id if visitor else None,
+                language=facts.language,
+                currency=facts.currency,
+                user_agent=user_agent(headers) or None,
+                utm=tuple(utm_params(query, headers.get("referer")).items()),
+                country=facts.country,
             )
-            cdp = (
-                await self.personalize.segments(
-                    facts.visitor_id, known, facts.language, facts.currency
-                )
-                or frozenset()
-            )
+            cdp = await self.personalize.segments(guest, budget) or frozenset()
         return facts, segments_of(live.segments, facts, cdp), cdp
 
     async def explain(

@@ -18,6 +18,7 @@ from decisions.admin import create_admin_app
 from decisions.service import DecisionService
 from gateway import compose
 from gateway.identity import Identity
+from gateway.pending import PendingProfiles
 from gateway.proxy import Proxy
 from gateway.settings import Settings, load_settings
 from gateway.upstream import Upstream, UpstreamError
@@ -103,14 +104,20 @@ class Gateway:
         self._closers.append(self.http.aclose)
         self.state = await compose.open_store(settings)
         self._closers.append(self.state.close)
+        pending = PendingProfiles()  # logins whose profile is still being read
         self.tracking = compose.tracker(
-            settings, self.state, self.http, self.upstream, self.identity
+            settings, self.state, self.http, self.upstream, self.identity, pending
         )
         await self.tracking.start()
         self._closers.append(self.tracking.stop)
-        self.decisions = compose.decider(settings, self.state, self.http)
+        self.decisions = compose.decider(settings, self.state, self.http, pending)
         await self.decisions.start()
         self._closers.append(self.decisions.stop)
+        self._closers.append(
+            await compose.follow_destinations(
+                settings, self.http, self.tracking, self.decisions.personalize
+            )
+        )
         self._admin = create_admin_app(self.decisions, settings.admin_token)
         self.proxy.tracker = self.tracking
         self.proxy.decider = self.decisions

@@ -32,6 +32,7 @@ class Call:
     received_at: float  # epoch seconds
     body: bytes = b""  # request body; captured only when the tracker wants this call (bounded)
     shopper: str | None = None  # the verified shopper's ordering key (anon-{orderid}, user:{usr})
+    client_id: str | None = None  # the verified token's API client (`cid`): the storefront
 
 
 @dataclass(frozen=True, slots=True)

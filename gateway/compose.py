@@ -6,15 +6,31 @@ Each service gets only what it needs: a small frozen config and the state interf
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from decisions.loader import signature, watch
 from decisions.personalize import Personalize, PersonalizeConfig
 from decisions.service import DecisionsConfig, DecisionService
+from gateway.pending import PendingProfiles
 from gateway.settings import Settings
+from gateway.storefronts import (
+    CdpEntry,
+    DiscoverEntry,
+    InvalidDestinations,
+    SendEntry,
+    Storefront,
+    WebhookEntry,
+    destination_name,
+    read_destinations,
+)
 from state import State, StateConfig, open_state
 from tracking.browsers import Browsers, local_uuid
 from tracking.destinations import cdp
@@ -26,7 +42,9 @@ from tracking.destinations.webhook import WebhookDestination
 from tracking.dispatcher import Destination, Policy
 from tracking.hydrate import Upstream
 from tracking.productfields import DEFAULT_FIELDS, ProductFields
-from tracking.service import Identity, TrackingConfig, TrackingService
+from tracking.service import Identity, Routing, TrackingConfig, TrackingService
+
+log = logging.getLogger(__name__)
 
 
 def state_config(settings: Settings) -> StateConfig:
@@ -55,7 +73,12 @@ def tracking_config(settings: Settings) -> TrackingConfig:
 
 
 def decisions_config(settings: Settings) -> DecisionsConfig:
-    return DecisionsConfig(tables=settings.decisions, client_key=settings.cdp_client_key)
+    return DecisionsConfig(
+        tables=settings.decisions,
+        client_key=settings.cdp_client_key,
+        budget=settings.personalize_timeout_ms / 1000,
+        country_headers=settings.country_headers,
+    )
 
 
 def cdp_pos(settings: Settings) -> str:
@@ -75,34 +98,123 @@ def browsers(settings: Settings, state: State, http: httpx.AsyncClient) -> Brows
     return Browsers(state.browser_ids, local_uuid)
 
 
+def default_storefront(settings: Settings) -> Storefront:
+    """The single-storefront shorthand: the `OCGW_*` variables as the `default` entry."""
+    cdp_entry = None
+    if settings.cdp_url and (settings.cdp_client_key or settings.personalize_flow):
+        cdp_entry = CdpEntry(
+            url=settings.cdp_url,
+            client_key=settings.cdp_client_key or "",
+            pos=settings.cdp_pos,
+            channel=settings.cdp_channel,
+            order_mode=settings.cdp_order_mode,
+            personalize_flow=settings.personalize_flow,
+        )
+    return Storefront(
+        cdp=cdp_entry,
+        send=SendEntry(url=settings.send_url, site_id=settings.send_site_id)
+        if settings.send_url and settings.send_site_id
+        else None,
+        discover=DiscoverEntry(url=settings.discover_url, api_key=settings.discover_api_key)
+        if settings.discover_url
+        else None,
+        webhook=WebhookEntry(url=settings.webhook_url, secret=settings.webhook_secret)
+        if settings.webhook_url
+        else None,
+    )
+
+
+def storefronts(settings: Settings) -> dict[str | None, Storefront]:
+    """The destinations file's entries, or the default entry the variables form; a bad file
+    raises InvalidDestinations (at start that stops the gateway with the located errors)."""
+    if settings.destinations is not None:
+        return read_destinations(settings.destinations)
+    return {None: default_storefront(settings)}
+
+
+class DestinationBuilder:
+    """Builds a storefront entry's destinations, reusing the one built before for an unchanged
+    part of an entry, so a reload only restarts the dispatchers of what changed."""
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient, browsers: Browsers) -> None:
+        self.settings = settings
+        self.http = http
+        self.browsers = browsers
+        self.fields = (
+            ProductFields.parse(settings.send_product_fields)
+            if settings.send_product_fields
+            else DEFAULT_FIELDS
+        )
+        self._built: dict[tuple[str, str], Destination] = {}
+
+    @staticmethod
+    def _parts(client: str | None, front: Storefront) -> list[tuple[str, str, Any]]:
+        """(outbox name, kind, settings) of each destination an entry configures."""
+        parts = (
+            ("cdp", front.cdp if front.cdp and front.cdp.client_key else None),
+            ("send", front.send),
+            ("discover", front.discover),
+            ("webhook", front.webhook),
+        )
+        return [(destination_name(kind, client), kind, part) for kind, part in parts if part]
+
+    def __call__(self, client: str | None, front: Storefront) -> list[Destination]:
+        out = []
+        for name, kind, part in self._parts(client, front):
+            key = (name, repr(part))
+            if key not in self._built:
+                built = self._build(kind, part)
+                built.name = name  # unique per client in the outbox
+                self._built[key] = built
+            out.append(self._built[key])
+        return out
+
+    def adopt(self, fronts: Mapping[str | None, Storefront], routing: Routing) -> None:
+        """Take the destinations a service already runs for these entries as built here."""
+        for client, front in fronts.items():
+            running = {d.name: d for d in routing.clients.get(client, ())}
+            for name, _, part in self._parts(client, front):
+                if name in running:
+                    self._built[(name, repr(part))] = running[name]
+
+    def _build(self, kind: str, part: Any) -> Destination:
+        settings, http = self.settings, self.http
+        if kind == "cdp":
+            config = CdpConfig(
+                part.client_key,
+                part.pos or cdp_pos(settings),
+                part.channel,
+                part.order_mode,
+                product_fields=self.fields if settings.send_product_fields else None,
+            )
+            return CdpDestination(http, _base(part.url), config, self.browsers.resolve)
+        if kind == "send":
+            return SendDestination(http, _base(part.url), part.site_id, self.fields)
+        if kind == "discover":
+            return DiscoverDestination(http, str(part.url), part.api_key)
+        return WebhookDestination(http, str(part.url), part.secret)
+
+    def routing(self, fronts: Mapping[str | None, Storefront]) -> Routing:
+        return Routing(
+            {client: self(client, front) for client, front in fronts.items()},
+            {client: front.events for client, front in fronts.items()},
+        )
+
+
+def routing(settings: Settings, http: httpx.AsyncClient, browsers: Browsers) -> Routing:
+    """Each storefront's destinations, from the destinations file or the `OCGW_*` variables."""
+    return DestinationBuilder(settings, http, browsers).routing(storefronts(settings))
+
+
 def destinations(
     settings: Settings, http: httpx.AsyncClient, browsers: Browsers
 ) -> list[Destination]:
-    """Every configured destination; the JSON lines file when none is (or when asked for)."""
-    fields = (
-        ProductFields.parse(settings.send_product_fields)
-        if settings.send_product_fields
-        else DEFAULT_FIELDS
-    )
-    out: list[Destination] = []
-    if settings.cdp_url and settings.cdp_client_key:
-        config = CdpConfig(
-            settings.cdp_client_key,
-            cdp_pos(settings),
-            settings.cdp_channel,
-            settings.cdp_order_mode,
-            product_fields=fields if settings.send_product_fields else None,
-        )
-        out.append(CdpDestination(http, _base(settings.cdp_url), config, browsers.resolve))
-    if settings.send_url and settings.send_site_id:
-        out.append(SendDestination(http, _base(settings.send_url), settings.send_site_id, fields))
-    if settings.discover_url:
-        out.append(DiscoverDestination(http, str(settings.discover_url), settings.discover_api_key))
-    if settings.webhook_url:
-        out.append(WebhookDestination(http, str(settings.webhook_url), settings.webhook_secret))
-    if settings.events_file or not out:
-        out.append(FileDestination(settings.events_file or _beside_store(settings, "events.jsonl")))
-    return out
+    """The destinations every event goes to: the JSON lines file when asked for, or when no
+    storefront has any destination."""
+    build = DestinationBuilder(settings, http, browsers)
+    if settings.events_file or not any(build(c, f) for c, f in storefronts(settings).items()):
+        return [FileDestination(settings.events_file or _beside_store(settings, "events.jsonl"))]
+    return []
 
 
 def _beside_store(settings: Settings, name: str) -> Path:
@@ -117,6 +229,7 @@ def tracker(
     http: httpx.AsyncClient,
     upstream: Upstream,
     identity: Identity | None,
+    pending: PendingProfiles | None = None,
 ) -> TrackingService:
     ids = browsers(settings, state, http)
     return TrackingService(
@@ -127,31 +240,91 @@ def tracker(
         exposures=state.exposures,
         browsers=ids,
         destinations=destinations(settings, http, ids),
+        routing=routing(settings, http, ids),
         upstream=upstream,
         identity=identity,
+        pending=pending,
         policy=partial(Policy, max_attempts=settings.max_attempts, max_age=settings.max_event_age),
     )
 
 
+async def follow_destinations(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    tracking: TrackingService,
+    personalize: Personalize | None,
+) -> Callable[[], Awaitable[None]]:
+    """Reload the destinations file when it changes (a bad edit is logged and changes nothing);
+    returns what stops following it."""
+    path = settings.destinations
+    if path is None:
+        return _nothing
+    build = DestinationBuilder(settings, http, tracking.browsers)
+    build.adopt(storefronts(settings), tracking.routing)  # reused where a reload changes nothing
+
+    async def reload() -> None:
+        try:
+            fronts = await asyncio.to_thread(read_destinations, path)
+        except InvalidDestinations as exc:
+            for error in exc.errors:
+                log.error("destinations file rejected, the previous one stays: %s", error)
+            return
+        await tracking.use(build.routing(fronts))
+        if personalize is not None:
+            personalize.use(flows(settings, fronts))
+        log.info("destinations file reloaded: %d storefronts", len(fronts))
+
+    task = asyncio.create_task(watch(path, reload, 1.0, signature(path)), name="destinations")
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return stop
+
+
+async def _nothing() -> None:
+    return None
+
+
+def flows(
+    settings: Settings, fronts: Mapping[str | None, Storefront]
+) -> dict[str | None, PersonalizeConfig]:
+    """Each storefront's Personalize flow (its CDP tenant, flow and point of sale)."""
+    return {
+        client: PersonalizeConfig(
+            url=_base(front.cdp.url),
+            flow=front.cdp.personalize_flow,
+            client_key=front.cdp.client_key,
+            channel=front.cdp.channel,
+            pos=front.cdp.pos or cdp_pos(settings),
+            budget=settings.personalize_timeout_ms / 1000,
+            segments_path=settings.personalize_segments_path,
+            params=tuple(settings.personalize_params.items()),
+        )
+        for client, front in fronts.items()
+        if front.cdp is not None and front.cdp.personalize_flow
+    }
+
+
 def personalize(settings: Settings, http: httpx.AsyncClient) -> Personalize | None:
-    if not (settings.personalize_flow and settings.cdp_url):
+    found = flows(settings, storefronts(settings))
+    if not found:
         return None
-    config = PersonalizeConfig(
-        url=_base(settings.cdp_url),
-        flow=settings.personalize_flow,
-        client_key=settings.cdp_client_key or "",
-        channel=settings.cdp_channel,
-        pos=cdp_pos(settings),
-        budget=settings.personalize_timeout_ms / 1000,
-        segments_path=settings.personalize_segments_path,
-    )
-    return Personalize(config, http)
+    return Personalize(found, http)
 
 
-def decider(settings: Settings, state: State, http: httpx.AsyncClient) -> DecisionService:
+def decider(
+    settings: Settings,
+    state: State,
+    http: httpx.AsyncClient,
+    pending: PendingProfiles | None = None,
+) -> DecisionService:
+    """`pending` is the tracker's: a list call waits for the profile a login is still reading."""
     return DecisionService(
         decisions_config(settings),
         profiles=state.profiles,
         versions=state.versions,
         personalize=personalize(settings, http),
+        pending=pending,
     )

@@ -8,9 +8,14 @@ no more than a normal one.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from urllib.parse import parse_qsl, urlsplit
 
 MAX_USER_AGENT = 512  # longer User-Agents are classified on their first 512 characters
+# Where CDNs and hosts put the shopper's country (ISO 3166-1 alpha-2), tried in this order.
+COUNTRY_HEADERS = ("cf-ipcountry", "x-country", "cloudfront-viewer-country", "x-vercel-ip-country")
+_MAX_UTM = 10  # utm_* parameters kept from one request
+_MAX_PARAM = 200  # characters kept of one utm_* value
 
 _BOTS = re.compile(
     r"bot\b|bot/|crawl|spider|slurp|bingpreview|facebookexternalhit|headless|lighthouse"
@@ -66,3 +71,24 @@ def browser_id(headers: Mapping[str, str], client_key: str | None) -> str | None
         if value and (name == wanted or (wanted is None and name.startswith("bid_"))):
             return value.strip('"')[:200]
     return None
+
+
+def country(headers: Mapping[str, str], names: Sequence[str] = COUNTRY_HEADERS) -> str | None:
+    """The shopper's country code from the first of `names` present (lower-case header names)."""
+    found = next((headers[name] for name in names if headers.get(name)), None)
+    code = found.strip().upper()[:8] if found else ""
+    return code or None
+
+
+def utm_params(query: str, referer: str | None) -> dict[str, str]:
+    """Campaign parameters (`utm_*`) of this request's query, else of the page that made it (the
+    `Referer`'s query): an API call rarely carries them itself, the storefront page does."""
+    for source in (query, urlsplit(referer).query if referer else ""):
+        found: dict[str, str] = {}
+        for key, value in parse_qsl(source, keep_blank_values=False):
+            key = key.lower()
+            if key.startswith("utm_") and len(key) <= 40 and len(found) < _MAX_UTM:
+                found.setdefault(key, value[:_MAX_PARAM])
+        if found:
+            return found
+    return {}

@@ -66,6 +66,17 @@ class _Known:
         return self.not_before - _NBF_LEEWAY <= now < self.expires
 
 
+IDENTIFIER_PROVIDER = "ordercloud"
+
+
+def guest_identifier(visitor_id: str) -> dict[str, str]:
+    """How Sitecore knows a registered shopper: the `ordercloud` identifier `{Buyer.ID}-{user ID}`.
+
+    IDENTITY events, callFlows requests and backfilled orders all name the guest this way, so CDP
+    resolves them to one guest."""
+    return {"provider": IDENTIFIER_PROVIDER, "id": visitor_id}
+
+
 def anonymous_visitor_id(claims: dict[str, Any]) -> str | None:
     """`anon-{orderid}` for an anonymous shopper's token claims, else None."""
     order_id = claims.get("orderid")

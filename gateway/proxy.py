@@ -232,6 +232,7 @@ class Proxy:
         if call.visitor is None:
             return None  # no verified shopper: nobody to personalize for
         call.shopper = call.shopper or call.visitor.key
+        call.client_id = call.client_id or call.visitor.client_id
         try:
             return await self.decider.decide(call)  # type: ignore[union-attr]
         except Exception:
@@ -243,6 +244,7 @@ class Proxy:
         A call without a token (a login) is identified later from the token OrderCloud issues."""
         if call.visitor is not None:
             call.shopper = call.shopper or call.visitor.key
+            call.client_id = call.client_id or call.visitor.client_id
             return True
         if not call.token:
             return True
@@ -254,6 +256,8 @@ class Proxy:
         if claims is None:
             return False
         call.shopper = shopper_key(claims)
+        cid = claims.get("cid")
+        call.client_id = cid[:256] if isinstance(cid, str) else None
         return True
 
     async def _record(

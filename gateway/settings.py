@@ -5,6 +5,7 @@ Everything else receives what it needs as arguments; only the CLI reads the envi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,6 +13,7 @@ from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from gateway.headers import COUNTRY_HEADERS
 from tracking.productfields import ProductFields
 
 
@@ -47,6 +49,7 @@ class Settings(BaseSettings):
 
     # Tracking
     tracking: bool = True
+    destinations: Path | None = None  # YAML: each API client's destinations, reloaded on change
     events_file: Path | None = None  # JSON lines; the default destination when none is configured
     cdp_url: AnyHttpUrl | None = None
     cdp_client_key: str | None = None
@@ -82,6 +85,10 @@ class Settings(BaseSettings):
     personalize_flow: str | None = None  # friendlyId of the Personalize flow returning segments
     personalize_timeout_ms: int = Field(150, gt=0)
     personalize_segments_path: str = "segments"  # where segment names sit in the flow's response
+    # custom callFlows params: k=v pairs or a JSON object of strings
+    personalize_params: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # the request header holding the shopper's country; unset: CF-IPCountry and similar, in turn
+    country_header: str | None = None
 
     @field_validator("store", mode="before")
     @classmethod
@@ -102,10 +109,39 @@ class Settings(BaseSettings):
             ProductFields.parse(value)  # raises ValueError naming the bad pair
         return value
 
+    @field_validator("personalize_params", mode="before")
+    @classmethod
+    def _params(cls, value: object) -> object:
+        return pairs(value) if isinstance(value, str) else value
+
+    @property
+    def country_headers(self) -> tuple[str, ...]:
+        """Where the shopper's country is read: the configured header, else the usual ones."""
+        if self.country_header:
+            return (self.country_header.strip().lower(),)
+        return COUNTRY_HEADERS
+
     @property
     def upstream(self) -> str:
         """The upstream base URL without a trailing slash."""
         return str(self.upstream_url).rstrip("/")
+
+
+def pairs(text: str) -> dict[str, str]:
+    """`k=v,k=v` or a JSON object of strings; raise ValueError naming what is wrong."""
+    text = text.strip()
+    if text.startswith("{"):
+        mapping = json.loads(text)
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            raise ValueError("a JSON object of strings is expected")
+        return {str(k): v for k, v in mapping.items()}
+    found: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, equals, value = part.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"{part!r} is not key=value")
+        found[key.strip()] = value.strip()
+    return found
 
 
 def load_settings(**overrides: object) -> Settings:

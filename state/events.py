@@ -59,11 +59,21 @@ class Event:
     context: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     key: str | None = None  # ordering key, fixed when recorded (the visitor may be learnt later)
+    client: str | None = None  # the storefront's API client id: picks its destinations
 
     @property
     def order_key(self) -> str:
         """Events of one key are delivered in record order, on every replica."""
         return self.key or self.visitor or f"pending-{self.id}"
+
+    @property
+    def removes_line(self) -> bool:
+        """A line removal, or an update to quantity 0: either way the line leaves the cart, so a
+        destination that keeps the cart restates it (CDP: CLEAR_CART, then the remaining lines)."""
+        if self.type == LINE_REMOVED:
+            return True
+        quantity = (self.data.get("lineitem") or {}).get("Quantity")
+        return self.type == LINE_UPDATED and quantity == 0 and not isinstance(quantity, bool)
 
     @property
     def time(self) -> str:

@@ -29,6 +29,7 @@ class Profile:
     language: str | None = None
     currency: str | None = None
     browser_id: str | None = None  # CDP browser id remembered for this visitor
+    identified_at: float = 0.0  # the latest login or transfer: cached CDP segments predate it
 
     def to_json(self) -> bytes:
         return orjson.dumps({name: getattr(self, name) for name in _FIELDS})

@@ -13,12 +13,15 @@ from tests.wire import read_body, reply
 
 
 class FakeSitecore:
-    """Records every request. `/cdp/v1.2/browser/create.json` mints browser ids; everything else
-    answers 201 (CDP) or 200, unless `failures[prefix]` holds statuses to answer first."""
+    """Records every request. `…/v1.2/browser/create.json` mints browser ids;
+    `/cdp/v2/callFlows` answers `{"segments": [...]}` from `segments`, per guest as the request
+    names it (`ordercloud:acme-jane`, `email:…` or `browser:<id>`); everything else answers 201
+    (CDP) or 200, unless `failures[prefix]` holds statuses to answer first."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.failures: dict[str, list[int]] = {}
+        self.segments: dict[str, list[str]] = {}
         self.lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -39,9 +42,11 @@ class FakeSitecore:
                     }
                 )
         if status is None:
-            status = 201 if path.startswith("/cdp/v1.2/events") else 200
-        if path.startswith("/cdp/v1.2/browser/create.json"):
+            status = 201 if path.endswith("/v1.2/events") else 200
+        if path.endswith("/v1.2/browser/create.json"):
             payload = {"status": "OK", "ref": str(uuid.uuid4()), "customer_ref": str(uuid.uuid4())}
+        elif path.endswith("/v2/callFlows"):
+            payload = {"segments": self.segments.get(_guest(json.loads(body)), [])}
         else:
             payload = {"status": "OK"}
         await reply(send, status, json.dumps(payload).encode())
@@ -52,3 +57,14 @@ class FakeSitecore:
 
     def json(self, prefix: str) -> list[Any]:
         return [json.loads(r["body"]) for r in self.received(prefix) if r["body"]]
+
+
+def _guest(flow: dict[str, Any]) -> str:
+    """The guest a callFlows request names: by identifier, email or browser id (one of them)."""
+    named = [key for key in ("identifiers", "email", "browserId") if key in flow]
+    assert len(named) == 1, f"callFlows must name the guest one way: {named}"
+    if "identifiers" in flow:
+        return f"{flow['identifiers']['provider']}:{flow['identifiers']['id']}"
+    if "email" in flow:
+        return f"email:{flow['email']}"
+    return f"browser:{flow['browserId']}"

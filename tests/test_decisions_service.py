@@ -17,12 +17,14 @@ import respx
 from starlette.datastructures import Headers
 
 from decisions.errors import ValidationFailed
+from decisions.personalize import Guest, Personalize, PersonalizeConfig, flow_body
 from decisions.service import DecisionService
 from gateway import compose
 from gateway.call import Call
-from gateway.headers import browser_id
+from gateway.headers import browser_id, utm_params
 from gateway.identity import Visitor
 from gateway.operations import recognise
+from gateway.pending import PendingProfiles
 from gateway.settings import Settings
 from state.exposures import Exposure
 from state.profiles import Profile
@@ -215,15 +217,122 @@ async def test_cdp_segments_are_used_and_cached(tmp_path: Path) -> None:
     assert first and first.query == "xp.sale=true" and second and second.query == "xp.sale=true"
     assert route.call_count == 1
     sent = json.loads(route.calls[0].request.content)
-    assert sent == {
+    assert sent == {  # a registered shopper is named by the identifier IDENTITY events carry
         "clientKey": "ck",
         "channel": "WEB",
         "language": "en",
         "pointOfSale": "shop",
         "friendlyId": "segments_flow",
-        "browserId": "bid-ann",
+        "identifiers": {"provider": "ordercloud", "id": "acme-ann"},
         "params": {},
     }
+
+
+async def test_callflows_forwards_user_agent_campaign_country_and_custom_params(
+    tmp_path: Path,
+) -> None:
+    async with httpx.AsyncClient() as client:
+        with respx.mock(assert_all_mocked=True) as mock:
+            route = mock.post(f"{CDP}/v2/callFlows").respond(json={"data": {"segments": []}})
+            (tmp_path / "t.yaml").write_text(CDP_TABLES)
+            service = await started(
+                tmp_path,
+                (NEWCOMER,),
+                client,
+                decisions=tmp_path / "t.yaml",
+                cdp_url=CDP,
+                cdp_client_key="ck",
+                personalize_flow="segments_flow",
+                personalize_params="site=eu, tier = gold",
+                country_header="X-Geo",
+            )
+            headers = {
+                "user-agent": "Mozilla/5.0 (Shopper)",
+                "referer": "https://shop.example/p?utm_source=news&utm_campaign=spring&x=1",
+                "x-geo": "de",
+                "cf-ipcountry": "FR",  # not the configured header
+                "cookie": "bid_ck=bid-new",
+            }
+            try:
+                await service.decide(call("/v1/me/products", "", newcomer(), headers=headers))
+            finally:
+                await service.stop()
+    request = route.calls[0].request
+    sent = json.loads(request.content)
+    assert request.headers["user-agent"] == "Mozilla/5.0 (Shopper)"
+    assert sent["browserId"] == "bid-new" and "identifiers" not in sent  # anonymous: browser id
+    assert sent["params"] == {
+        "site": "eu",
+        "tier": "gold",
+        "utm": {"utm_source": "news", "utm_campaign": "spring"},
+        "geo": {"country": "DE"},
+    }
+
+
+def test_flow_body_names_the_guest_one_way_only() -> None:
+    config = PersonalizeConfig(url=CDP, flow="f", client_key="ck", pos="shop")
+    registered = flow_body(config, Guest("acme-ann", anonymous=False, browser_id="bid"))
+    anonymous = flow_body(config, Guest("anon-o1", anonymous=True, browser_id="bid"))
+    assert registered is not None and anonymous is not None
+    assert registered["identifiers"] == {"provider": "ordercloud", "id": "acme-ann"}
+    assert "browserId" not in registered and "email" not in registered
+    assert anonymous["browserId"] == "bid" and "identifiers" not in anonymous
+    assert flow_body(config, Guest("anon-o2", anonymous=True)) is None  # nobody to name
+    utm = (("utm_source", "mail"),)
+    with_params = flow_body(
+        replace(config, params=(("a", "1"),)), Guest("anon-o1", True, "bid", utm=utm, country="SE")
+    )
+    assert with_params is not None
+    assert with_params["params"] == {
+        "a": "1",
+        "utm": {"utm_source": "mail"},
+        "geo": {"country": "SE"},
+    }
+
+
+def test_utm_from_the_query_else_the_referer() -> None:
+    assert utm_params("utm_source=q&page=2", "https://s/?utm_source=r") == {"utm_source": "q"}
+    assert utm_params("page=2", "https://s/x?UTM_Medium=email&a=b") == {"utm_medium": "email"}
+    assert utm_params("", None) == {}
+
+
+async def test_a_login_drops_cached_segments_and_its_profile_is_awaited(tmp_path: Path) -> None:
+    """A list call while the login's profile is being read waits for it (within the budget), and
+    the new login generation asks the flow again instead of serving the cached answer."""
+    answers = iter([["nobody"], ["VIP"]])
+    async with httpx.AsyncClient() as client:
+        with respx.mock(assert_all_mocked=True) as mock:
+            route = mock.post(f"{CDP}/v2/callFlows").mock(
+                side_effect=lambda request: httpx.Response(
+                    200, json={"data": {"segments": next(answers)}}
+                )
+            )
+            pending = PendingProfiles()
+            service = await cdp_service(tmp_path, client, timeout_ms=500)
+            service.pending = pending
+            visitor = replace(ann(), key="user:ann")
+            try:
+                before = await service.decide(call("/v1/me/products", "", visitor))
+                pending.begin("user:ann")
+
+                async def login_settles() -> None:
+                    await asyncio.sleep(0.05)
+                    await service.profiles.update(
+                        "acme-ann", lambda p: replace(p, identified_at=time.time())
+                    )
+                    pending.end("user:ann")
+
+                settling = asyncio.create_task(login_settles())
+                listed = call("/v1/me/products", "", visitor)
+                listed.shopper = "user:ann"
+                after = await service.decide(listed)
+                await settling
+            finally:
+                await service.stop()
+    assert before and before.query == "pageSize=5"
+    assert after and after.query == "xp.sale=true"  # the flow was asked again, after the login
+    assert route.call_count == 2
+    assert service.stats["login_waits"] == 1 and service.stats["login_wait_timeouts"] == 0
 
 
 async def test_slow_cdp_falls_back_to_local_segments_within_budget(tmp_path: Path) -> None:
@@ -403,3 +512,20 @@ async def test_workers_sharing_a_store_import_once_and_follow_each_others_publis
     finally:
         await one.stop()
         await two.stop()
+
+
+async def test_each_storefront_asks_its_own_flow() -> None:
+    default = PersonalizeConfig(url=CDP, flow="flow-a", client_key="ck-a", pos="shop-a")
+    other = PersonalizeConfig(url=CDP, flow="flow-b", client_key="ck-b", pos="shop-b")
+    async with httpx.AsyncClient() as client:
+        with respx.mock(assert_all_mocked=True) as mock:
+            route = mock.post(f"{CDP}/v2/callFlows").respond(json={"segments": []})
+            personalize = Personalize({None: default, "client-b": other}, client)
+            await personalize.segments(Guest("acme-ann", False, client_id="client-b"))
+            await personalize.segments(Guest("acme-ann", False, client_id="client-unknown"))
+            await personalize.close()
+    sent = [json.loads(c.request.content) for c in route.calls]
+    assert [(b["friendlyId"], b["clientKey"], b["pointOfSale"]) for b in sent] == [
+        ("flow-b", "ck-b", "shop-b"),
+        ("flow-a", "ck-a", "shop-a"),
+    ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -15,6 +17,7 @@ from gateway.sandbox import create_app as create_sandbox
 from gateway.sandbox.catalog import CLIENT_ID
 from gateway.serving import serve_in_thread as running
 from gateway.settings import Settings
+from tests.fake_sitecore import FakeSitecore
 from tests.servers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -186,3 +189,98 @@ def test_with_tracking_off_exposures_stay_in_the_report_and_nothing_is_delivered
             assert "newcomer-picks" in response.headers["x-decision"]
             assert wait_for(lambda: report(app))
     assert not events.exists() or events.read_text() == ""
+
+
+def slow_history(app, seconds: float):
+    """The sandbox, with the shopper's order history (`GET /v1/me/orders`) answered late: a login's
+    hydration then outlasts the storefront's next call, as against a real OrderCloud."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] == "http" and scope["path"].lower() == "/v1/me/orders":
+            await asyncio.sleep(seconds)
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def test_a_repeat_customers_first_list_call_right_after_login_sees_her_history(tmp_path):
+    """jane's order history is read by the login's hydration in the background; her first list
+    call, made as soon as the login answers, waits for it (within the budget) instead of being
+    decided on an empty profile, and the exposure is hers."""
+    tables = tmp_path / "tables.yaml"
+    tables.write_text(DEMO_TABLES)
+    with running(slow_history(create_sandbox(), 0.2)) as sandbox:
+        settings = Settings(
+            upstream_url=sandbox,
+            store=tmp_path / "gw.db",  # type: ignore[arg-type]
+            events_file=tmp_path / "events.jsonl",
+            decisions=tables,
+            personalize_timeout_ms=500,  # the history takes 200 ms; a busy test machine more
+        )
+        app = create_app(settings)
+        with running(app, lifespan="on") as gateway:
+            jane = login(gateway, "jane")
+            started = time.perf_counter()
+            response = httpx.get(gateway + "/v1/me/products?pageSize=4", headers=jane)
+            elapsed = time.perf_counter() - started
+            decided = response.headers["x-decision"]
+            assert "rule=vip-watches" in decided, decided
+            assert app.decisions.stats["login_waits"] == 1
+            assert elapsed < 0.5 + 0.3, elapsed  # the budget, plus the call itself
+            rows = wait_for(lambda: [r for r in report(app) if r["rule_id"] == "vip-watches"])
+            assert rows and rows[0]["visitors"] == 1
+            assert not [r for r in report(app) if r["rule_id"] == "newcomer-picks"]
+
+
+CDP_TABLES = """
+segments:
+  cdp-vip: { cdp: VIP }
+tables:
+  - id: featured
+    applies_to: me/products
+    rules:
+      - id: vip-sale
+        when: { segment: cdp-vip }
+        then: { filters: { xp.sale: true } }
+"""
+
+
+def test_callflows_names_the_identified_guest_right_after_login(tmp_path):
+    """The flow answers per guest: VIP for the identified jane, nothing for her anonymous
+    browser. Her first list call after logging in is decided by the identified guest's segments,
+    not by a cached answer for the browser she used before."""
+    tables = tmp_path / "tables.yaml"
+    tables.write_text(CDP_TABLES)
+    sitecore = FakeSitecore()
+    sitecore.segments["ordercloud:acme-jane"] = ["VIP"]
+    with running(sitecore) as sink, running(create_sandbox()) as sandbox:
+        settings = Settings(
+            upstream_url=sandbox,
+            store=tmp_path / "gw.db",  # type: ignore[arg-type]
+            decisions=tables,
+            cdp_url=f"{sink}/cdp",
+            cdp_client_key="ck-test",
+            cdp_pos="shop.example",  # type: ignore[arg-type]
+            personalize_flow="segments_flow",
+            personalize_timeout_ms=400,  # loopback, but a cold client and a busy test machine
+        )
+        with running(create_app(settings), lifespan="on") as gateway:
+            browser = {"X-Browser-Id": "bid-jane-laptop", "User-Agent": "Mozilla/5.0 (Jane)"}
+            anon = httpx.post(
+                gateway + "/oauth/token",
+                data={"grant_type": "client_credentials", "client_id": CLIENT_ID},
+            ).json()["access_token"]
+            before = httpx.get(
+                gateway + "/v1/me/products",
+                headers={**browser, "Authorization": f"Bearer {anon}"},
+            )
+            assert "x-decision" not in before.headers  # the anonymous browser is no VIP
+            jane = login(gateway, "jane")
+            after = httpx.get(gateway + "/v1/me/products", headers={**browser, **jane})
+            assert "rule=vip-sale" in after.headers.get("x-decision", ""), after.headers
+            flows = sitecore.received("/cdp/v2/callFlows")
+    bodies = [json.loads(r["body"]) for r in flows]
+    assert bodies[0]["browserId"] == "bid-jane-laptop" and "identifiers" not in bodies[0]
+    assert bodies[-1]["identifiers"] == {"provider": "ordercloud", "id": "acme-jane"}
+    assert "browserId" not in bodies[-1]
+    assert flows[-1]["headers"]["user-agent"] == "Mozilla/5.0 (Jane)"

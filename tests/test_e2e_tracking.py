@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import httpx
 import jwt
@@ -237,3 +238,75 @@ def test_destination_outage_then_recovery_delivers_everything_once_in_order(stac
     added = [json.loads(r["body"]) for r in sitecore.received("/hook")]
     assert [e["payload"]["lineitem"]["ProductID"] for e in added] == ["p-001", "p-002", "p-003"]
     assert len({e["id"] for e in added}) == 3
+
+
+def cdp_carts(sitecore: FakeSitecore) -> dict[str, dict[str, int]]:
+    """Each guest's cart as CDP holds it, replayed from the Stream API events it received: an
+    ADD sets its line (a repeated item_id is an update), CLEAR_CART and CHECKOUT empty it."""
+    carts: dict[str, dict[str, int]] = {}
+    for event in sitecore.json("/cdp/v1.2/events"):
+        cart = carts.setdefault(event["browser_id"], {})
+        if event["type"] == "ADD":
+            cart[event["product"]["item_id"]] = event["product"]["quantity"]
+        elif event["type"] in ("CLEAR_CART", "CHECKOUT"):
+            cart.clear()
+    return carts
+
+
+def test_a_removal_leaves_cdps_cart_equal_to_ordercloud_s(stack):
+    gateway, sitecore, _ = stack
+    shop = Storefront(gateway)
+    shop.grant(grant_type="client_credentials")
+    lines = [
+        shop("POST", "/v1/cart/lineitems", 201, json={"ProductID": p, "Quantity": q}).json()
+        for p, q in (("p-001", 1), ("p-002", 2), ("p-003", 1))
+    ]
+    shop("PATCH", f"/v1/cart/lineitems/{lines[2]['ID']}", 200, json={"Quantity": 4})
+    shop("DELETE", f"/v1/cart/lineitems/{lines[1]['ID']}", 204)
+
+    def ordercloud_cart() -> dict[str, int]:
+        items = shop("GET", "/v1/cart/lineitems", 200).json()["Items"]
+        return {line["ID"]: line["Quantity"] for line in items}
+
+    def cdp_cart() -> dict[str, int] | None:
+        carts = cdp_carts(sitecore)
+        types = [e["type"] for e in sitecore.json("/cdp/v1.2/events")]
+        return next(iter(carts.values())) if len(carts) == 1 and "CLEAR_CART" in types else None
+
+    expected = {lines[0]["ID"]: 1, lines[2]["ID"]: 4}
+    assert ordercloud_cart() == expected
+    assert wait_for(lambda: cdp_cart() == expected), cdp_carts(sitecore)
+    sequence = [e["type"] for e in sitecore.json("/cdp/v1.2/events")]
+    assert sequence[-3:] == ["CLEAR_CART", "ADD", "ADD"]  # the removal, restated
+
+    # The last lines go: CLEAR_CART alone, and CDP's cart is empty like OrderCloud's.
+    for line in (lines[0], lines[2]):
+        shop("DELETE", f"/v1/cart/lineitems/{line['ID']}", 204)
+    assert ordercloud_cart() == {}
+    assert wait_for(
+        lambda: (
+            [e["type"] for e in sitecore.json("/cdp/v1.2/events")][-1:] == ["CLEAR_CART"]
+            and sum(1 for e in sitecore.json("/cdp/v1.2/events") if e["type"] == "CLEAR_CART") == 3
+        )
+    )
+    assert cdp_cart() == {}
+
+    # Discover heard the removals as the cart's status; Send as quantity -1.
+    def discover_carts() -> list[list[dict]]:
+        sent = [
+            json.loads(parse_qs(r["body"].decode())["data"][0])
+            for r in sitecore.received("/discover/events")
+        ]
+        return [s["value"]["products"] for s in sent if s["type"] == "status"]
+
+    def send_removals() -> int:
+        return sum(
+            b["properties"][0]["product"]["itemQuantity"] == -1
+            for b in sitecore.json("/send")
+            if b["actionType"] == "ADDED_TO_ORDER"
+        )
+
+    assert wait_for(lambda: len(discover_carts()) == 3 and send_removals() == 3)
+    first, *_, last = discover_carts()
+    assert [(p["sku"], p["quantity"]) for p in first] == [("p-001", 1), ("p-003", 4)]
+    assert last == []

@@ -133,6 +133,54 @@ def test_cdp_event_types(type_: str, data: dict[str, object], cdp_type: str) -> 
         assert body["product_name"] == "bike"
 
 
+def removal(**data: object) -> Event:
+    values = {"lineitem": {"ID": "l3"}, "order_id": "o1", **data}
+    return Event(
+        type=ev.LINE_REMOVED, visitor="anon-1", occurred_at=1.0, browser_id="b", data=values
+    )
+
+
+def test_cdp_removal_restates_the_cart_as_clear_cart_then_the_remaining_lines() -> None:
+    bodies = cdp.payloads(removal(lineitems=LINES), CONFIG)
+    assert [b["type"] for b in bodies] == ["CLEAR_CART", "ADD", "ADD"]
+    assert [(b["product"]["item_id"], b["product"]["quantity"]) for b in bodies[1:]] == [
+        ("l1", 2),
+        ("l2", 1),
+    ]
+    assert bodies[1]["product"]["referenceId"] == "o1-l1"  # the same ids the first ADDs had
+    assert all(b["browser_id"] == "b" and b["pos"] == "shop.example" for b in bodies)
+    [alone] = cdp.payloads(removal(lineitems=[]), CONFIG)  # the last line went: an empty cart
+    assert alone["type"] == "CLEAR_CART"
+    assert cdp.payloads(removal(), CONFIG) == []  # remaining lines unknown: CDP's cart is kept
+
+
+def test_an_update_to_quantity_zero_is_a_removal() -> None:
+    zero = Event(
+        type=ev.LINE_UPDATED,
+        visitor="anon-1",
+        occurred_at=1.0,
+        browser_id="b",
+        data={"lineitem": {**LINES[0], "Quantity": 0}, "order_id": "o1", "lineitems": LINES[1:]},
+    )
+    assert zero.removes_line and removal().removes_line
+    assert [b["type"] for b in cdp.payloads(zero, CONFIG)] == ["CLEAR_CART", "ADD"]
+    cart = discover.payload(zero)
+    assert cart and (cart["type"], cart["name"]) == ("status", "cart")
+    assert cart["value"]["products"] == [{"sku": "p2", "quantity": 1, "price": 3.5}]
+    updated = Event(type=ev.LINE_UPDATED, visitor="a", occurred_at=1.0, data={"lineitem": LINES[0]})
+    assert not updated.removes_line and discover.payload(updated) is None
+
+
+def test_discover_removal_states_the_remaining_cart() -> None:
+    empty = discover.payload(removal(lineitems=[]))
+    assert empty and (empty["type"], empty["name"], empty["value"]["products"]) == (
+        "status",
+        "cart",
+        [],
+    )
+    assert discover.payload(removal()) is None
+
+
 def test_cdp_never_formats_an_empty_browser_id() -> None:
     with pytest.raises(ValueError):
         cdp.payloads(submitted(browser_id=""), CONFIG)

@@ -126,6 +126,7 @@ class Rig:
             exposures=rig.state.exposures,
             browsers=ids,
             destinations=compose.destinations(rig.settings, rig.http, ids),
+            routing=compose.routing(rig.settings, rig.http, ids),
             upstream=rig.upstream,
             identity=FakeIdentity({NEW_TOKEN: JANE, "jane-token": JANE}),
             policy=fast,

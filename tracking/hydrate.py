@@ -52,8 +52,14 @@ async def hydrate(event: Event, token: str, upstream: Upstream, timeout: float =
             event.data["categories"] = [
                 c["ID"] for c in items or [] if isinstance(c, dict) and c.get("ID")
             ]
-    elif event.type in (ev.LINE_ADDED, ev.LINE_UPDATED):
-        order = await get(_order_path(event))
+    elif event.type in (ev.LINE_ADDED, ev.LINE_UPDATED, ev.LINE_REMOVED):
+        path = _order_path(event)
+        if event.removes_line:  # the cart as it is now: what CDP's CLEAR_CART + ADDs restate
+            order, lines = await asyncio.gather(get(path), _all_lines(path, get))
+            if lines is not None:
+                event.data["lineitems"] = [line for line in lines if _in_cart(line)]
+        else:
+            order = await get(path)
         if isinstance(order, dict):
             event.data["order_id"] = order.get("ID") or event.data.get("order_id")
             event.data["order"] = _summary(order)
@@ -110,6 +116,7 @@ async def _submitted(event: Event, get: Any) -> None:
 
 
 async def _all_lines(base: str, get: Any) -> list[dict[str, Any]] | None:
+    """Every line item of the order at `base` (all pages); None if the first page failed."""
     lines: list[dict[str, Any]] = []
     for page in range(1, _MAX_PAGES + 1):
         body = await get(f"{base}/lineitems?page={page}&pageSize={_PAGE_SIZE}")
@@ -135,6 +142,11 @@ def _history(page: dict[str, Any]) -> dict[str, Any]:
         "orders": count if isinstance(count, int) else len(orders),
         "spent": round(sum(float(o.get("Total") or 0) for o in orders), 2),
     }
+
+
+def _in_cart(line: dict[str, Any]) -> bool:
+    quantity = line.get("Quantity")
+    return not isinstance(quantity, int) or quantity > 0
 
 
 def _order_path(event: Event) -> str:

@@ -61,6 +61,7 @@ def events_for(
             context=_context(call, headers),
             data=scrub(data),
             key=call.shopper or (visitor.key if visitor else None),
+            client=call.client_id or (visitor.client_id if visitor else None),
         )
 
     if kind == ops.TOKEN:
@@ -68,6 +69,9 @@ def events_for(
         if form.get("grant_type") != "password" or not isinstance(answer, dict):
             return []
         identified = event(ev.IDENTIFIED, method="login", username=form.get("username"))
+        # No token came in: the storefront is the API client the login named (OrderCloud
+        # refuses a login for a client that does not exist).
+        identified.client = (form.get("client_id") or "")[:256] or identified.client
         identified.visitor, identified.anonymous = None, False
         identified.key = _user_key(form.get("username"))
         if visitor and visitor.anonymous:
@@ -140,6 +144,7 @@ def exposure_events(call: Call, exposures: Sequence[Exposure]) -> list[Event]:
             occurred_at=e.at,
             anonymous=visitor.anonymous if visitor else e.visitor.startswith("anon-"),
             key=call.shopper or (visitor.key if visitor else None),
+            client=call.client_id or (visitor.client_id if visitor else None),
             data={"table": e.table, "rule": e.rule, "variant": e.variant, "version": e.version},
         )
         for e in exposures

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from cachetools import TTLCache
 from gateway import operations as ops
 from gateway.call import Call
 from gateway.identity import Visitor
+from gateway.pending import PendingProfiles
 from state import events as ev
 from state.carts import Carts, IdleCart
 from state.events import Event
@@ -41,7 +42,14 @@ from tracking.settle import profile_change, settle_cart, settle_conversion
 
 log = logging.getLogger(__name__)
 _HYDRATED = frozenset(
-    {ev.IDENTIFIED, ev.PRODUCT_VIEWED, ev.LINE_ADDED, ev.LINE_UPDATED, ev.ORDER_SUBMITTED}
+    {
+        ev.IDENTIFIED,
+        ev.PRODUCT_VIEWED,
+        ev.LINE_ADDED,
+        ev.LINE_UPDATED,
+        ev.LINE_REMOVED,
+        ev.ORDER_SUBMITTED,
+    }
 )
 _READY_TYPES = frozenset({ev.PRODUCT_VIEWED, ev.PRODUCTS_SEARCHED, ev.DECISION_EXPOSED})
 _ABANDONED = uuid.UUID("0b6f6d2a-3c59-4f7e-8f0e-5d1c2b7a9e41")
@@ -72,6 +80,26 @@ def tracked(call: Call, config: TrackingConfig) -> bool | None:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Where a storefront's events go: each API client's destinations (None: every client not
+    named) and the event types it wants (None: all). Events of one client only ever reach its
+    own destinations, named uniquely per client in the outbox."""
+
+    clients: Mapping[str | None, Sequence[Destination]]
+    wanted: Mapping[str | None, frozenset[str] | None]
+
+    def names(self, event: Event) -> list[str]:
+        """The destinations of the event's client (or of the default entry) that take it."""
+        key = event.client if event.client in self.clients else None
+        wanted = self.wanted.get(key)
+        return [
+            d.name
+            for d in self.clients.get(key, ())
+            if event.type in d.accepts and (wanted is None or event.type in wanted)
+        ]
+
+
 class Identity(Protocol):
     async def visitor(self, token: str) -> Visitor | None: ...
 
@@ -88,7 +116,9 @@ class TrackingService:
         browsers: Browsers,
         destinations: Sequence[Destination],
         upstream: Upstream,
+        routing: Routing | None = None,
         identity: Identity | None = None,
+        pending: PendingProfiles | None = None,
         policy: Callable[[], Policy] = Policy,
         clock: Callable[[], float] = time.time,
         sweep_every: float | None = None,
@@ -100,12 +130,17 @@ class TrackingService:
         self.carts = carts
         self.exposures = exposures
         self.browsers = browsers
-        self.destinations = list(destinations) if config.enabled else []
+        self.shared = list(destinations) if config.enabled else []  # every event, every client
+        self.routing = routing or Routing({}, {})
+        self.policy = policy
         self.upstream = upstream
         self.identity = identity
+        self.pending = pending or PendingProfiles()
         self.clock = clock
         self.counts: Counter[str] = Counter()
-        self.dispatchers = [Dispatcher(outbox, d, policy(), clock=clock) for d in self.destinations]
+        self._dispatchers = {
+            d.name: Dispatcher(outbox, d, policy(), clock=clock) for d in self.destinations
+        }
         self.sweep_every = sweep_every or min(60.0, config.abandon_after / 4)
         self._background: set[asyncio.Task[Any]] = set()
         self._categories: TTLCache[str, list[str]] = TTLCache(maxsize=20_000, ttl=600)
@@ -113,6 +148,35 @@ class TrackingService:
         self._held: Counter[str] = Counter()  # held events settling per key (may set browser ids)
         self._sweeper: asyncio.Task[None] | None = None
         self._running = False
+
+    @property
+    def destinations(self) -> list[Destination]:
+        """Every destination events may go to now: the shared ones and every client's."""
+        if not self.config.enabled:
+            return []
+        per_client = [d for found in self.routing.clients.values() for d in found]
+        return self.shared + per_client
+
+    @property
+    def dispatchers(self) -> list[Dispatcher]:
+        return list(self._dispatchers.values())
+
+    async def use(self, routing: Routing, timeout: float = 10.0) -> None:
+        """Route by `routing` from now on (a destinations file reload): a destination that is new
+        or changed gets a dispatcher, one that went away has its dispatcher stopped. Its undelivered
+        events stay in the outbox under its name, and go if it comes back."""
+        self.routing = routing
+        wanted = {d.name: d for d in self.destinations}
+        for name, dispatcher in list(self._dispatchers.items()):
+            if wanted.get(name) is not dispatcher.destination:
+                del self._dispatchers[name]
+                await dispatcher.stop(timeout)
+        for name, destination in wanted.items():
+            if name not in self._dispatchers:
+                dispatcher = Dispatcher(self.outbox, destination, self.policy(), clock=self.clock)
+                self._dispatchers[name] = dispatcher
+                if self._running:
+                    dispatcher.start()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -183,6 +247,8 @@ class TrackingService:
             self._spawn(self._settle(event, None, released=True))
         for event in held:
             self._held[event.order_key] += 1
+            if event.type == ev.IDENTIFIED:  # decisions wait for this profile (see _settle)
+                self.pending.begin(event.order_key)
             self._spawn(self._settle(event, token, released=False))
 
     def _ready(self, event: Event, token: str | None) -> bool:
@@ -217,7 +283,9 @@ class TrackingService:
     # -- background ------------------------------------------------------------------------
 
     def _routes(self, event: Event) -> list[str]:
-        return [d.name for d in self.destinations if event.type in d.accepts]
+        if not self.config.enabled:
+            return []
+        return self.routing.names(event) + [d.name for d in self.shared if event.type in d.accepts]
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -244,6 +312,8 @@ class TrackingService:
                 self._held[key] -= 1
                 if not self._held[key]:
                     del self._held[key]
+            if event.type == ev.IDENTIFIED and not released:
+                self.pending.end(key)
 
     async def _hydrate_and_settle(
         self,
@@ -296,6 +366,8 @@ class TrackingService:
             change = profile_change(event, now, earlier)
             if change is not None and event.visitor:
                 self.learning.add(event.visitor, change)
+                if event.type == ev.IDENTIFIED:  # a list call may be waiting for this profile
+                    await self.learning.flush(event.visitor)
             await settle_conversion(event, self.exposures)
         except Exception:
             self.counts["settle_errors"] += 1

@@ -36,7 +36,7 @@ async def settle_cart(event: Event, now: float, carts: Carts) -> None:
         await carts.move(event.previous_visitor, visitor)
     if event.type in _LINES:
         line = event.data.get("lineitem") or {}
-        removed = event.type == ev.LINE_REMOVED
+        removed = event.removes_line
         before = await carts.change(
             visitor,
             cart_line(line),
@@ -108,6 +108,8 @@ def learn(profile: Profile, event: Event, now: float) -> None:
     user = data.get("user") or {}
     buyer = (user.get("Buyer") or {}).get("ID") if isinstance(user, dict) else None
     profile.buyer_id = buyer or profile.buyer_id
+    if event.type == ev.IDENTIFIED:
+        profile.identified_at = max(profile.identified_at, event.occurred_at)
     if event.type == ev.IDENTIFIED and data.get("history"):
         # OrderCloud's own history counts; orders the gateway saw are part of it.
         profile.orders = max(profile.orders, int(data["history"].get("orders") or 0))
@@ -120,16 +122,15 @@ def learn(profile: Profile, event: Event, now: float) -> None:
         for category in data.get("categories") or []:
             kept = [c for c in profile.viewed_categories if c != category] + [str(category)]
             profile.viewed_categories = kept[-KEPT_VIEWS:]
-    elif event.type in (ev.LINE_ADDED, ev.LINE_UPDATED):
+    elif event.type in (ev.LINE_ADDED, ev.LINE_UPDATED, ev.LINE_REMOVED):
         pid = (data.get("lineitem") or {}).get("ProductID")
-        if pid and pid not in profile.cart_products:
+        if event.removes_line:
+            profile.cart_products = [p for p in profile.cart_products if p != pid]
+        elif pid and pid not in profile.cart_products:
             profile.cart_products.append(str(pid))
         subtotal = (data.get("order") or {}).get("Subtotal")
         if subtotal is not None:
             profile.cart_value = float(subtotal)
-    elif event.type == ev.LINE_REMOVED:
-        pid = (data.get("lineitem") or {}).get("ProductID")
-        profile.cart_products = [p for p in profile.cart_products if p != pid]
     elif event.type in (ev.CART_CLEARED, ev.ORDER_SUBMITTED):
         if event.type == ev.ORDER_SUBMITTED:
             profile.orders += 1

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from gateway.identity import guest_identifier
 from tracking.destinations.cdp import with_extension
 from tracking.productfields import ProductFields
 
@@ -58,7 +59,7 @@ def order_record(
     order_id = str(order["ID"])
     ordered_at = cdp_time(order.get("DateSubmitted"))
     currency = str(order.get("Currency") or "USD").upper()
-    identifiers = [{"provider": "ordercloud", "id": guest_id(order)}]
+    identifiers = [guest_identifier(guest_id(order))]
     email = (order.get("FromUser") or {}).get("Email")
     if email:
         identifiers.append({"provider": "email", "id": str(email)})

@@ -1,7 +1,9 @@
 """Sitecore CDP / Personalize Stream API: `POST {cdp_url}/v1.2/events`, one event per request.
 
 Orders go out as ADD (every line) -> CONFIRM -> CHECKOUT in "multi" mode, or one ORDER_CHECKOUT
-(after an IDENTITY) in "single" mode. A line removal has no Stream API event and is not sent.
+(after an IDENTITY) in "single" mode. The Stream API has no event that takes one line out of the
+cart, so a removal (or an update to quantity 0) restates the cart: CLEAR_CART, then an ADD for
+every remaining line, from the line items hydration read.
 The Stream API documents no field for the shopper's IP or user agent, so none is sent.
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from gateway.identity import guest_identifier
 from state import events as ev
 from state.events import Event
 from tracking.destinations.outcome import DeliveryError, check
@@ -25,6 +28,7 @@ ACCEPTS = frozenset(
         ev.PRODUCTS_SEARCHED,
         ev.LINE_ADDED,
         ev.LINE_UPDATED,
+        ev.LINE_REMOVED,
         ev.CART_CLEARED,
         ev.ORDER_SUBMITTED,
         ev.CART_ABANDONED,
@@ -70,6 +74,14 @@ def payloads(event: Event, config: CdpConfig) -> list[dict[str, Any]]:
         return [body("VIEW", ext=ext)]
     if event.type == ev.PRODUCTS_SEARCHED:
         return [body("SEARCH", product_name=str(data.get("search", "")), product_type="PRODUCT")]
+    if event.removes_line:
+        if "lineitems" not in data:
+            return []  # the remaining lines could not be read: emptying CDP's cart would be wrong
+        adds = [
+            body("ADD", product=_product(line, data.get("order_id"), event.time, currency))
+            for line in data["lineitems"]
+        ]
+        return [body("CLEAR_CART"), *adds]
     if event.type in (ev.LINE_ADDED, ev.LINE_UPDATED):
         line = data.get("lineitem") or {}
         return [body("ADD", product=_product(line, data.get("order_id"), event.time, currency))]
@@ -92,7 +104,7 @@ def payloads(event: Event, config: CdpConfig) -> list[dict[str, Any]]:
 
 def _identity(event: Event, body: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     user = event.data.get("user") or {}
-    identifiers = [{"provider": "ordercloud", "id": event.visitor or ""}]
+    identifiers = [guest_identifier(event.visitor or "")]
     email = user.get("Email") or event.context.get("email")
     fields: dict[str, Any] = {"identifiers": identifiers}
     if email:

@@ -1,4 +1,7 @@
-"""Sitecore Discover Events API: view:pdp, a2c:pdp and order:confirm.
+"""Sitecore Discover Events API: view:pdp, a2c:pdp, status:cart and order:confirm.
+
+Discover has no event that takes a product out of the cart, but `status:cart` states the cart's
+contents: a removal (or an update to quantity 0) sends it with the remaining lines.
 
 Events sent from a server must carry the event time (`t`, `t0`), a user id, and the shopper's IP
 and user agent inside the body (`value.context.geo.ip`, `value.context.browser.user_agent`).
@@ -17,7 +20,9 @@ from state import events as ev
 from state.events import Event
 from tracking.destinations.outcome import check
 
-ACCEPTS = frozenset({ev.PRODUCT_VIEWED, ev.LINE_ADDED, ev.ORDER_SUBMITTED})
+ACCEPTS = frozenset(
+    {ev.PRODUCT_VIEWED, ev.LINE_ADDED, ev.LINE_UPDATED, ev.LINE_REMOVED, ev.ORDER_SUBMITTED}
+)
 
 
 def payload(event: Event) -> dict[str, Any] | None:
@@ -31,14 +36,13 @@ def payload(event: Event) -> dict[str, Any] | None:
     if event.type == ev.PRODUCT_VIEWED:
         product = data.get("product") or {}
         kind, name, value = "view", "pdp", {"products": [{"sku": str(product.get("ID", ""))}]}
+    elif event.removes_line:
+        if "lineitems" not in data:
+            return None  # the remaining lines could not be read
+        products = [_cart_product(line) for line in data["lineitems"]]
+        kind, name, value = "status", "cart", {"products": products}
     elif event.type == ev.LINE_ADDED:
-        line = data.get("lineitem") or {}
-        product = {
-            "sku": str(line.get("ProductID", "")),
-            "quantity": int(line.get("Quantity") or 1),
-            "price": float(line.get("UnitPrice") or 0),
-        }
-        kind, name, value = "a2c", "pdp", {"products": [product]}
+        kind, name, value = "a2c", "pdp", {"products": [_cart_product(data.get("lineitem") or {})]}
     elif event.type == ev.ORDER_SUBMITTED:
         order = data.get("order") or {}
         products = [
@@ -67,6 +71,14 @@ def payload(event: Event) -> dict[str, Any] | None:
         "t0": millis,
         "user_id": event.visitor or event.browser_id or "unknown",
         "value": {"context": context, **value},
+    }
+
+
+def _cart_product(line: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "sku": str(line.get("ProductID", "")),
+        "quantity": int(line.get("Quantity") or 1),
+        "price": float(line.get("UnitPrice") or 0),
     }
 
 
