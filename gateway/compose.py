@@ -69,6 +69,7 @@ def tracking_config(settings: Settings) -> TrackingConfig:
         honour_gpc=settings.honour_gpc,
         abandon_after=settings.abandon_after,
         hydrate_timeout=min(10.0, settings.upstream_timeout),
+        hold_grace=settings.hold_grace,
     )
 
 

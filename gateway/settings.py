@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(12, gt=0, description="delivery attempts before dead-lettering")
     max_event_age: float = Field(72 * 3600, gt=0, description="seconds before dead-lettering")
     abandon_after: float = Field(2 * 3600, gt=0, description="seconds of cart inactivity")
+    # A held event whose process died goes as recorded this long after its hydration could end
+    hold_grace: float = Field(20.0, ge=0, description="seconds a held event waits past hydration")
     track_bots: bool = False
     honour_gpc: bool = True  # Sec-GPC: 1 and X-Tracking-Consent: no mean "do not track"
 

@@ -26,11 +26,13 @@ def free_port() -> int:
 
 @contextmanager
 def gateway_process(
-    env: dict[str, str], workers: int = 1
+    env: dict[str, str], workers: int = 1, output: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run `ocgateway serve` as a real process; yield (base URL, process)."""
+    """Run `ocgateway serve` as a real process; yield (base URL, process). Its output goes to
+    `output` when given: a pipe nobody reads fills up and stalls a gateway that logs a lot."""
     port = free_port()
     full_env = {**os.environ, **env}
+    sink = output.open("ab") if output is not None else subprocess.PIPE
     process = subprocess.Popen(
         [
             sys.executable,
@@ -44,13 +46,20 @@ def gateway_process(
         ],
         env=full_env,
         cwd=ROOT,
-        stdout=subprocess.PIPE,
+        stdout=sink,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    if output is not None:
+        sink.close()  # type: ignore[union-attr]
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(base + "/healthz", process)
+        try:
+            wait_until_up(base + "/healthz", process)
+        except RuntimeError as exc:
+            if output is None:
+                raise
+            raise RuntimeError(f"{exc}: {output.read_text(errors='replace')[-4000:]}") from None
         yield base, process
     finally:
         if process.poll() is None:
