@@ -32,6 +32,7 @@ class Call:
     received_at: float  # epoch seconds
     body: bytes = b""  # request body; captured only when the tracker wants this call (bounded)
     shopper: str | None = None  # the verified shopper's ordering key (anon-{orderid}, user:{usr})
+    request_id: str | None = None  # X-Request-Id of the storefront call (gateway.requestid)
 
 
 @dataclass(frozen=True, slots=True)

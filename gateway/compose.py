@@ -6,6 +6,7 @@ Each service gets only what it needs: a small frozen config and the state interf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -117,6 +118,7 @@ def tracker(
     http: httpx.AsyncClient,
     upstream: Upstream,
     identity: Identity | None,
+    observe_delivery: Callable[[str, str, int], None] | None = None,
 ) -> TrackingService:
     ids = browsers(settings, state, http)
     return TrackingService(
@@ -129,8 +131,27 @@ def tracker(
         destinations=destinations(settings, http, ids),
         upstream=upstream,
         identity=identity,
-        policy=partial(Policy, max_attempts=settings.max_attempts, max_age=settings.max_event_age),
+        policy=partial(
+            Policy,
+            max_attempts=settings.max_attempts,
+            max_age=settings.max_event_age,
+            observe=observe_delivery,
+        ),
     )
+
+
+def client_servers(settings: Settings) -> dict[str, str]:
+    """URL prefix -> the `server` label of the calls the shared httpx client makes to it."""
+    named = {
+        "cdp": settings.cdp_url,
+        "send": settings.send_url,
+        "discover": settings.discover_url,
+        "webhook": settings.webhook_url,
+    }
+    out = {_base(url): name for name, url in named.items() if url}
+    if settings.cdp_url:
+        out[_base(settings.cdp_url) + "/v2/callFlows"] = "personalize"
+    return out
 
 
 def personalize(settings: Settings, http: httpx.AsyncClient) -> Personalize | None:

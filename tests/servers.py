@@ -28,9 +28,10 @@ def free_port() -> int:
 def gateway_process(
     env: dict[str, str], workers: int = 1
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run `ocgateway serve` as a real process; yield (base URL, process)."""
+    """Run `ocgateway serve` as a real process; yield (base URL, process). It stops at SIGTERM
+    without draining unless `env` asks for a drain."""
     port = free_port()
-    full_env = {**os.environ, **env}
+    full_env = {**os.environ, "OCGW_DRAIN_SECONDS": "0", **env}
     process = subprocess.Popen(
         [
             sys.executable,
