@@ -25,4 +25,6 @@ def target(path: str, query: str) -> str:
 
 def log_request(method: str, path: str, query: str, status: int, elapsed_ms: float) -> None:
     if log.isEnabledFor(logging.INFO):
-        log.info("%s %s %d %.1fms", method, target(path, query), status, elapsed_ms)
+        url = target(path, query)
+        fields = {"method": method, "path": url, "status": status, "duration_ms": elapsed_ms}
+        log.info("%s %s %d %.1fms", method, url, status, elapsed_ms, extra=fields)

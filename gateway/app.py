@@ -3,6 +3,9 @@ the shared state and starts (and stops) the tracker and the decision tables on i
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -10,24 +13,27 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from decisions.admin import create_admin_app
 from decisions.service import DecisionService
-from gateway import compose
+from gateway import compose, metrics
 from gateway.identity import Identity
 from gateway.pending import PendingProfiles
 from gateway.proxy import Proxy
+from gateway.requestid import RequestIds
+from gateway.sampler import Sampler
 from gateway.settings import Settings, load_settings
+from gateway.shutdown import Drain
 from gateway.upstream import Upstream, UpstreamError
 from state import State
 from tracking.service import TrackingService
 
 log = logging.getLogger("ocgateway")
 
-_SERVICE_PATHS = ("/healthz", "/readyz", "/admin")
+_SERVICE_PATHS = ("/healthz", "/readyz", "/admin", "/metrics")
 
 
 class Gateway:
@@ -39,14 +45,23 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        measured = settings.metrics
         self.upstream = Upstream(
             settings.upstream,
             connections=settings.upstream_connections,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.upstream_timeout,
+            observe=metrics.ordercloud_observer if measured else None,
         )
         self.identity = Identity(self.upstream.get_json)
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        transport = (
+            metrics.TimedTransport(httpx.AsyncHTTPTransport(), compose.client_servers(settings))
+            if measured
+            else None
+        )
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0), transport=transport)
+        self.drain = Drain(settings.drain_seconds, settings.shutdown_timeout)
+        self.sampler: Sampler | None = None
         self.state: State | None = None
         self.tracking: TrackingService | None = None
         self.decisions: DecisionService | None = None
@@ -58,15 +73,17 @@ class Gateway:
             max_body_bytes=settings.max_body_bytes,
             trusted_proxies=frozenset(settings.trusted_proxies),
             identity_budget=settings.personalize_timeout_ms / 1000,
+            metrics=metrics.RequestMetrics() if measured else None,
         )
         self.service = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
                 Route("/readyz", self.readyz),
+                Route("/metrics", self.metrics),
                 Mount("/admin", app=self.admin),
             ]
         )
-        app: ASGIApp = self._route
+        app: ASGIApp = RequestIds(self._route)
         if settings.cors_origins:
             app = CORSMiddleware(
                 app,
@@ -99,6 +116,7 @@ class Gateway:
 
     async def start(self) -> None:
         settings = self.settings
+        self.drain.install()
         await self.upstream.start()
         self._closers.append(self.upstream.close)
         self._closers.append(self.http.aclose)
@@ -106,10 +124,16 @@ class Gateway:
         self._closers.append(self.state.close)
         pending = PendingProfiles()  # logins whose profile is still being read
         self.tracking = compose.tracker(
-            settings, self.state, self.http, self.upstream, self.identity, pending
+            settings,
+            self.state,
+            self.http,
+            self.upstream,
+            self.identity,
+            pending,
+            metrics.delivery_observer if settings.metrics else None,
         )
         await self.tracking.start()
-        self._closers.append(self.tracking.stop)
+        self._closers.append(self._stop_tracking)
         self.decisions = compose.decider(settings, self.state, self.http, pending)
         await self.decisions.start()
         self._closers.append(self.decisions.stop)
@@ -121,11 +145,29 @@ class Gateway:
         self._admin = create_admin_app(self.decisions, settings.admin_token)
         self.proxy.tracker = self.tracking
         self.proxy.decider = self.decisions
+        if settings.metrics:
+            self.sampler = Sampler(
+                settings.metrics_interval,
+                proxy=self.proxy,
+                state=self.state,
+                tracking=self.tracking,
+                decisions=self.decisions,
+            )
+            self.sampler.start()
+            self._closers.append(self.sampler.stop)
 
     async def stop(self) -> None:
+        """Runs once the server has finished (or given up on) in-flight calls: what they recorded
+        is in the store already; settle, finish deliveries within the shutdown budget, close."""
         self.proxy.tracker = self.proxy.decider = None
         while self._closers:
             await self._closers.pop()()
+        metrics.process_exited()
+
+    async def _stop_tracking(self) -> None:
+        assert self.tracking is not None
+        # settling, then deliveries, each get half of what is left of the budget
+        await self.tracking.stop(timeout=self.drain.remaining() / 2)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -150,7 +192,10 @@ class Gateway:
     async def readyz(self, request: Request) -> JSONResponse:
         """The upstream answers (any HTTP status will do) and the state store serves. A store
         that serves in a degraded way (Redis down, events spooled locally) is reported but ready:
-        the storefront is still served and nothing is lost."""
+        the storefront is still served and nothing is lost. Draining (SIGTERM received): 503 at
+        once, so a load balancer stops sending before the server stops accepting."""
+        if self.drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
         checks: dict[str, str] = {}
         try:
             await self.upstream.get_json("/oauth/certs/readyz", None, timeout=3.0)
@@ -174,6 +219,32 @@ class Gateway:
             },
         }
         return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text format. With `OCGW_METRICS_TOKEN`: for that bearer token only;
+        without: only for a loopback peer that is not forwarding a call (a sidecar, a local
+        agent); with `OCGW_METRICS_PORT` set it is served there instead, not here."""
+        settings = self.settings
+        if not settings.metrics or settings.metrics_port:
+            return Response(status_code=404)
+        if settings.metrics_token:
+            given = request.headers.get("authorization", "").encode()
+            allowed = hmac.compare_digest(given, f"Bearer {settings.metrics_token}".encode())
+        else:
+            allowed = _loopback(request) and "x-forwarded-for" not in request.headers
+        if not allowed:
+            return Response(status_code=403)
+        if self.sampler is not None:
+            self.sampler.counts()
+        body, content_type = await asyncio.to_thread(metrics.exposition)
+        return Response(body, media_type=content_type)
+
+
+def _loopback(request: Request) -> bool:
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
 
 
 def create_app(settings: Settings | None = None) -> Gateway:

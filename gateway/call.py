@@ -33,6 +33,7 @@ class Call:
     body: bytes = b""  # request body; captured only when the tracker wants this call (bounded)
     shopper: str | None = None  # the verified shopper's ordering key (anon-{orderid}, user:{usr})
     client_id: str | None = None  # the verified token's API client (`cid`): the storefront
+    request_id: str | None = None  # X-Request-Id of the storefront call (gateway.requestid)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging.config
+import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 import uvicorn
@@ -13,11 +16,47 @@ import uvicorn
 from decisions.commands import register as register_decisions
 from gateway.compose import open_store
 from gateway.settings import ConfigError, Settings, load_settings
+from gateway.shutdown import in_flight_timeout
 from tracking.backfill.command import register as register_backfill
 from tracking.commands import register as register_tracking
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    shared = _metrics_dir(args.workers) if settings.metrics else None
+    if settings.metrics and settings.metrics_port:
+        _serve_metrics(args.host, settings.metrics_port, shared)
+    try:
+        _run(args, settings)
+    finally:
+        if shared:
+            shutil.rmtree(shared, ignore_errors=True)
+    return 0
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """Several workers: prometheus-client's multiprocess mode, in a fresh directory made before
+    the workers start (they inherit the variable; each writes its own files there). This parent
+    process never imports `gateway.metrics`: it would write files of its own."""
+    if workers <= 1:
+        return None
+    path = tempfile.mkdtemp(prefix="ocgw-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _serve_metrics(host: str, port: int, shared: str | None) -> None:
+    """`OCGW_METRICS_PORT`: a small /metrics server thread in this process: the workers' parent
+    reading their files (--workers N), or the one process."""
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+
+    registry = REGISTRY
+    if shared:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=shared)
+    start_http_server(port, addr=host, registry=registry)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -30,19 +69,26 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         server_header=False,
         date_header=False,
         lifespan="on",
+        timeout_graceful_shutdown=in_flight_timeout(
+            settings.drain_seconds, settings.shutdown_timeout
+        ),
     )
-    return 0
 
 
 def log_config(settings: Settings) -> dict[str, Any]:
-    """Logging for every command and worker: one format, the configured level, the access log
-    on only when asked for, and outbound HTTP client chatter kept out."""
+    """Logging for every command and worker: one format (`OCGW_LOG_FORMAT`), the configured
+    level, the access log on only when asked for, and outbound HTTP client chatter kept out."""
     level = settings.log_level.upper()
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "formatters": {
+            "plain": {"()": "gateway.logs.PlainFormatter"},
+            "json": {"()": "gateway.logs.JsonFormatter"},
+        },
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": settings.log_format}
+        },
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {
             "ocgateway.access": {"level": "INFO" if settings.access_log else "WARNING"},

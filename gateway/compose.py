@@ -231,6 +231,7 @@ def tracker(
     upstream: Upstream,
     identity: Identity | None,
     pending: PendingProfiles | None = None,
+    observe_delivery: Callable[[str, str, int], None] | None = None,
 ) -> TrackingService:
     ids = browsers(settings, state, http)
     return TrackingService(
@@ -245,7 +246,12 @@ def tracker(
         upstream=upstream,
         identity=identity,
         pending=pending,
-        policy=partial(Policy, max_attempts=settings.max_attempts, max_age=settings.max_event_age),
+        policy=partial(
+            Policy,
+            max_attempts=settings.max_attempts,
+            max_age=settings.max_event_age,
+            observe=observe_delivery,
+        ),
     )
 
 
@@ -306,6 +312,20 @@ def flows(
         for client, front in fronts.items()
         if front.cdp is not None and front.cdp.personalize_flow
     }
+
+
+def client_servers(settings: Settings) -> dict[str, str]:
+    """URL prefix -> the `server` label of the calls the shared httpx client makes to it."""
+    named = {
+        "cdp": settings.cdp_url,
+        "send": settings.send_url,
+        "discover": settings.discover_url,
+        "webhook": settings.webhook_url,
+    }
+    out = {_base(url): name for name, url in named.items() if url}
+    if settings.cdp_url:
+        out[_base(settings.cdp_url) + "/v2/callFlows"] = "personalize"
+    return out
 
 
 def personalize(settings: Settings, http: httpx.AsyncClient) -> Personalize | None:

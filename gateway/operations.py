@@ -42,6 +42,7 @@ class Operation:
     kind: str
     ids: dict[str, str] = field(default_factory=dict)
     cart: bool = False
+    route: str = ""  # the route template, e.g. /v1/me/products/{product}: a bounded metric label
 
     @property
     def is_list(self) -> bool:
@@ -76,10 +77,23 @@ _ROUTES: list[tuple[str, str, str, tuple[str, ...], bool]] = [
     ("DELETE", _ORDER, ORDER_DELETE, ("direction", "order"), False),
 ]
 
-_COMPILED: dict[str, list[tuple[re.Pattern[str], str, tuple[str, ...], bool]]] = {}
+
+def _template(pattern: str, names: tuple[str, ...]) -> str:
+    """`/v1/me/products/([^/]+)` with names ("product",) -> `/v1/me/products/{product}`."""
+    parts = pattern.split(_SEG)
+    return parts[0] + "".join(f"{{{n}}}{rest}" for n, rest in zip(names, parts[1:], strict=True))
+
+
+_COMPILED: dict[str, list[tuple[re.Pattern[str], str, tuple[str, ...], bool, str]]] = {}
 for _method, _pattern, _kind, _names, _cart in _ROUTES:
     _COMPILED.setdefault(_method, []).append(
-        (re.compile(_pattern + "/?", re.IGNORECASE), _kind, _names, _cart)
+        (
+            re.compile(_pattern + "/?", re.IGNORECASE),
+            _kind,
+            _names,
+            _cart,
+            _template(_pattern, _names),
+        )
     )
 
 
@@ -88,10 +102,11 @@ def recognise(method: str, raw_path: str) -> Operation | None:
     candidates = _COMPILED.get(method.upper())
     if not candidates:
         return None
-    for pattern, kind, names, cart in candidates:
+    for pattern, kind, names, cart, route in candidates:
         match = pattern.fullmatch(raw_path)
         if match is None:
             continue
         # Matched on the raw path, so an encoded "/" stays inside one ID; decode only the IDs.
-        return Operation(kind, {n: unquote(v) for n, v in zip(names, match.groups())}, cart)
+        ids = {n: unquote(v) for n, v in zip(names, match.groups())}
+        return Operation(kind, ids, cart, route)
     return None

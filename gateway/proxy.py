@@ -19,12 +19,14 @@ from urllib.parse import unquote
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from gateway import requestid
 from gateway.accesslog import log_request
 from gateway.call import Call, Decider, Decision, Tracker
 from gateway.errors import send_error
 from gateway.headers import bearer_token
 from gateway.identity import Identity, Visitor, shopper_key
-from gateway.operations import recognise
+from gateway.metrics import RequestMetrics
+from gateway.operations import Operation, recognise
 from gateway.upstream import Upstream, UpstreamError, UpstreamResponse
 
 log = logging.getLogger("ocgateway.proxy")
@@ -44,7 +46,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Replaced by the gateway's own values on the way up.
-_REPLACED = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+_REPLACED = frozenset(
+    {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", requestid.HEADER}
+)
 _PREFIXES = ("/v1/", "/oauth/")
 _UNSAFE_PATH = re.compile(r"(^|/)\.\.?(/|$)|\\|%2f|%5c|%00|[\x00-\x1f\x7f]", re.IGNORECASE)
 _BUFFER_LIMIT = 8 * 1024 * 1024  # largest answer held in memory for tracking or a pin reorder
@@ -87,6 +91,7 @@ class Proxy:
         tracker: Tracker | None = None,
         decider: Decider | None = None,
         identity_budget: float = 0.5,
+        metrics: RequestMetrics | None = None,
     ) -> None:
         self.upstream = upstream
         self.identity = identity
@@ -95,6 +100,7 @@ class Proxy:
         self.max_body_bytes = max_body_bytes
         self.trusted_proxies = trusted_proxies
         self.identity_budget = identity_budget
+        self.metrics = metrics
         self.counters: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,16 +108,27 @@ class Proxy:
         method: str = scope["method"]
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         query = scope["query_string"].decode("latin-1")
+        operation = recognise(method, raw_path)
         try:
-            status = await self._handle(scope, receive, send, method, raw_path, query)
+            status = await self._handle(scope, receive, send, method, raw_path, query, operation)
         except ClientGone:
             self.counters["client_gone"] += 1
             log.info("client disconnected before its request body arrived: %s", method)
             status = 499
-        log_request(method, raw_path, query, status, (time.perf_counter() - started) * 1000)
+        elapsed = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.observe(method, operation.route if operation else None, status, elapsed)
+        log_request(method, raw_path, query, status, elapsed * 1000)
 
     async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, method: str, raw_path: str, query: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        method: str,
+        raw_path: str,
+        query: str,
+        operation: Operation | None,
     ) -> int:
         if not safe_path(raw_path):
             self.counters["rejected_path"] += 1
@@ -130,7 +147,7 @@ class Proxy:
         if length is not None and length > self.max_body_bytes:
             return await self._too_large(send)
 
-        call = self._call(scope, method, raw_path, query, headers)
+        call = self._call(scope, method, raw_path, query, headers, operation)
         tracked = call is not None and self.tracker is not None and self._wants(call)
         decision: Decision | None = None
         if call is not None and self.decider is not None and self._applies(call):
@@ -192,12 +209,15 @@ class Proxy:
         return response.status
 
     def _call(
-        self, scope: Scope, method: str, raw_path: str, query: str, headers: Headers
+        self,
+        scope: Scope,
+        method: str,
+        raw_path: str,
+        query: str,
+        headers: Headers,
+        operation: Operation | None,
     ) -> Call | None:
-        if self.tracker is None and self.decider is None:
-            return None
-        operation = recognise(method, raw_path)
-        if operation is None:
+        if operation is None or (self.tracker is None and self.decider is None):
             return None
         token = bearer_token(headers.get("authorization"))
         return Call(
@@ -210,6 +230,7 @@ class Proxy:
             token=token,
             visitor=self.identity.peek(token),
             received_at=time.time(),
+            request_id=requestid.current.get(),
         )
 
     def _wants(self, call: Call) -> bool:
@@ -265,6 +286,8 @@ class Proxy:
     ) -> None:
         """Hand a 2xx call (and what its decision exposed) to the tracker; fails open."""
         exposures = decision.exposures if decision is not None else ()
+        if exposures and self.metrics is not None:
+            self.metrics.decided(exposures)
         if self.tracker is None or (body is None and not exposures):
             return
         try:
@@ -324,6 +347,8 @@ class Proxy:
 
     def _hook_failed(self, hook: str) -> None:
         self.counters[f"{hook}_failures"] += 1
+        if self.metrics is not None:
+            self.metrics.hook_failed(hook)
         log.exception("%s hook failed; the call goes on unchanged", hook)
 
     def _client_ip(self, scope: Scope, headers: Headers) -> str | None:
@@ -363,6 +388,9 @@ class Proxy:
             out.append(("X-Forwarded-Host", host))
         if decision is not None and decision.reorder is not None:
             out.append(("Accept-Encoding", "identity"))
+        rid = requestid.current.get()
+        if rid:
+            out.append(("X-Request-Id", rid))
         return out
 
     async def _too_large(self, send: Send) -> int:

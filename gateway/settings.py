@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1"])
 
+    # Operations: logs, metrics, shutdown (docs/operations.md)
+    log_format: Literal["plain", "json"] = "plain"  # json: one object per line
+    metrics: bool = True  # Prometheus /metrics
+    metrics_token: str | None = None  # bearer for /metrics; without it only loopback may scrape
+    metrics_port: int | None = Field(None, gt=0, lt=65536, description="a separate /metrics port")
+    metrics_interval: float = Field(5.0, gt=0, description="seconds between gauge refreshes")
+    drain_seconds: float = Field(3.0, ge=0, description="/readyz says draining before closing")
+    shutdown_timeout: float = Field(20.0, gt=0, description="SIGTERM to exit, at most")
+
     # Stores (SQLite file; outbox, visitor profiles, browser ids, decision tables)
     store: str = Field(
         "ocgateway.db",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterable, AsyncIterator
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,9 @@ from yarl import URL
 
 # aiohttp adds these unless told not to; a transparent proxy must add nothing the shopper didn't send.
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+# Told each call's method, status (None: no answer) and seconds until the answer's headers.
+Observer = Callable[[str, int | None, float], None]
 
 
 class UpstreamError(Exception):
@@ -63,8 +67,10 @@ class Upstream:
         connections: int = 256,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        observe: Observer | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.observe = observe
         self._base = URL(self.base_url)
         self._limits = (connections, connect_timeout, read_timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -101,6 +107,8 @@ class Upstream:
     ) -> UpstreamResponse:
         """Start one upstream request; the caller must `close()` the response."""
         assert self._session is not None, "Upstream.start() was not awaited"
+        started = time.perf_counter()
+        status: int | None = None
         try:
             response = await self._session.request(
                 method,
@@ -110,10 +118,14 @@ class Upstream:
                 allow_redirects=False,
                 compress=None,
             )
+            status = response.status
         except TimeoutError:
             raise UpstreamError(504, "OrderCloud did not answer in time") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(502, f"OrderCloud is unreachable: {type(exc).__name__}") from None
+        finally:
+            if self.observe is not None:
+                self.observe(method, status, time.perf_counter() - started)
         return UpstreamResponse(response)
 
     async def get_json(

@@ -80,5 +80,9 @@ class Outbox(Protocol):
     async def stats(self) -> dict[str, dict[str, int]]:
         """Per destination: `pending`, `delivered` (where the backend keeps count) and `dead`."""
 
+    async def oldest(self) -> dict[str, float]:
+        """Per destination with undelivered (pending, not dead) events: when the oldest of them
+        was queued, in epoch seconds. For the backlog-age metric; it may be a few seconds off."""
+
     async def recent(self, n: int, after: str | None = None) -> list[tuple[str, Event]]:
         """The last `n` events (or those after a cursor), oldest first, with their cursors."""

@@ -16,7 +16,8 @@ BIG_CHUNK = b"x" * 65536
 
 
 class FakeUpstream:
-    """`/v1/echo...` echoes; `/v1/slow` stalls; `/v1/big` streams 20 MB; `/v1/status/N` answers N;
+    """`/v1/echo...` echoes; `/v1/slow` stalls; `/v1/delay/MS` echoes after MS milliseconds;
+    `/v1/big` streams 20 MB; `/v1/status/N` answers N;
     `/v1/gzip` answers a gzipped body; `/v1/hop` answers with hop-by-hop headers;
     `/oauth/certs/k1` is the tests' signing key and `/v1/me` is jane (tests/tokens.py);
     an `X-Fake-Status: N` request header makes any route answer N."""
@@ -39,6 +40,8 @@ class FakeUpstream:
         path = scope["path"]
         if path == "/v1/slow":
             await asyncio.sleep(5)
+        if path.startswith("/v1/delay/"):
+            await asyncio.sleep(int(path.rsplit("/", 1)[1]) / 1000)
         if path == "/v1/big":
             await send(
                 {

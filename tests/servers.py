@@ -29,9 +29,10 @@ def gateway_process(
     env: dict[str, str], workers: int = 1, output: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run `ocgateway serve` as a real process; yield (base URL, process). Its output goes to
-    `output` when given: a pipe nobody reads fills up and stalls a gateway that logs a lot."""
+    `output` when given: a pipe nobody reads fills up and stalls a gateway that logs a lot. It
+    stops at SIGTERM without draining unless `env` asks for a drain."""
     port = free_port()
-    full_env = {**os.environ, **env}
+    full_env = {**os.environ, "OCGW_DRAIN_SECONDS": "0", **env}
     sink = output.open("ab") if output is not None else subprocess.PIPE
     process = subprocess.Popen(
         [

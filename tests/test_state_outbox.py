@@ -164,6 +164,31 @@ async def test_retries_count_attempts_then_dead_letter_and_replay(
         assert (await box.stats())["webhook"] == {"pending": 0, "delivered": 1, "dead": 0}
 
 
+async def test_oldest_is_the_queue_time_of_the_oldest_undelivered_event(
+    state_config: StateConfig,
+) -> None:
+    """Both backends: queued times (Redis: when entries reached it) within a few seconds; an
+    event leased and retried is still undelivered; delivered and dead ones are not."""
+    async with opened(state_config) as state:
+        box = state.outbox
+        assert await box.oldest() == {}
+        first = time.time()
+        await box.append([event("a", 0)], [["webhook", "file"]], now=first, hold_until=0.0)
+        await asyncio.sleep(0.05)
+        await box.append([event("b", 1)], [["webhook"]], now=time.time(), hold_until=0.0)
+        oldest = await box.oldest()
+        assert set(oldest) == {"webhook", "file"}
+        assert abs(oldest["webhook"] - first) < 2 and abs(oldest["file"] - first) < 2
+        leased = await lease(box, "webhook", time.time())
+        [a] = leased.groups["a"]
+        await box.retry("webhook", a, time.time() + 60, "HTTP 503", dead=False)
+        assert abs((await box.oldest())["webhook"] - first) < 2
+        await box.ack("webhook", leased.groups["b"])
+        await box.retry("webhook", a, time.time(), "HTTP 400", dead=True)
+        await box.ack("file", flat(await lease(box, "file", time.time())))
+        assert await box.oldest() == {}
+
+
 async def test_recent_pages_oldest_first_with_cursors(state_config: StateConfig) -> None:
     async with opened(state_config) as state:
         box = state.outbox

@@ -45,6 +45,8 @@ class Policy:
     poll: float = 1.0  # longest idle wait; new events wake the dispatcher sooner
     linger: float = 0.05  # batch destinations: gather this long after a part-full batch
     breaker: Breaker = field(default_factory=Breaker)
+    # told (destination, "delivered" | "retry" | "dead", how many) after each attempt: metrics
+    observe: Callable[[str, str, int], None] | None = None
 
 
 class Dispatcher:
@@ -191,8 +193,13 @@ class Dispatcher:
             return False
         await self.outbox.ack(self.name, dues)
         self.delivered += len(dues)
+        self._observe("delivered", len(dues))
         self.policy.breaker.success()
         return True
+
+    def _observe(self, outcome: str, count: int) -> None:
+        if self.policy.observe is not None:
+            self.policy.observe(self.name, outcome, count)
 
     async def _failed(self, dues: list[Delivery], exc: Exception) -> None:
         now = self.clock()
@@ -212,6 +219,7 @@ class Dispatcher:
             if retry_after is not None:
                 delay = max(delay, retry_after)
             await self.outbox.retry(self.name, due, now + delay, message, dead)
+            self._observe("dead" if dead else "retry", 1)
             if dead:
                 log.warning("dead-lettered event %s for %s: %s", due.event.id, self.name, message)
         if permanent:

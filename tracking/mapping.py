@@ -145,6 +145,7 @@ def exposure_events(call: Call, exposures: Sequence[Exposure]) -> list[Event]:
             anonymous=visitor.anonymous if visitor else e.visitor.startswith("anon-"),
             key=call.shopper or (visitor.key if visitor else None),
             client=call.client_id or (visitor.client_id if visitor else None),
+            context={"request_id": call.request_id} if call.request_id else {},
             data={"table": e.table, "rule": e.rule, "variant": e.variant, "version": e.version},
         )
         for e in exposures
@@ -206,6 +207,7 @@ def _context(call: Call, headers: dict[str, str]) -> dict[str, Any]:
         "language": visitor.language if visitor else None,
         "currency": visitor.currency if visitor else None,
         "email": visitor.email if visitor else None,
+        "request_id": call.request_id,
     }
     return {k: v for k, v in context.items() if v}
 

@@ -613,6 +613,38 @@ class RedisOutbox:
             for i, dest in enumerate(dests)
         }
 
+    async def oldest(self) -> dict[str, float]:
+        """By stream entry ids (their time is when the entry reached Redis): per destination the
+        oldest entry its groups hold unacked or have not read yet. An unread entry may be one not
+        routed to the destination; a destination with nothing pending reports nothing."""
+        counts = await self.stats()
+        waiting = {d for d, row in counts.items() if row["pending"]}
+        if not waiting:
+            return {}
+        partitions = range(self.config.partitions)
+        pipe = self.client.pipeline(transaction=False)
+        for p in partitions:
+            pipe.xinfo_groups(self._stream(p))
+        infos = await pipe.execute(raise_on_error=False)
+        pipe = self.client.pipeline(transaction=False)
+        asked: list[str] = []
+        for p, groups in zip(partitions, infos, strict=True):
+            for group in groups if isinstance(groups, list) else ():
+                dest = group["name"].decode()
+                if dest in waiting:
+                    pipe.xpending(self._stream(p), dest)
+                    pipe.xrange(self._stream(p), min=b"(" + group["last-delivered-id"], count=1)
+                    asked.append(dest)
+        answers = await pipe.execute()
+        out: dict[str, float] = {}
+        for i, dest in enumerate(asked):
+            pending, unread = answers[2 * i], answers[2 * i + 1]
+            ids = ([pending["min"]] if pending["pending"] else []) + [sid for sid, _ in unread]
+            for sid in ids:
+                at = _order(sid)[0] / 1000
+                out[dest] = min(out.get(dest, at), at)
+        return out
+
     async def recent(self, n: int, after: str | None = None) -> list[tuple[str, Event]]:
         stream = self._key("recent", "events")
         if after:

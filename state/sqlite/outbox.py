@@ -226,6 +226,13 @@ def stats(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
     return out
 
 
+def oldest(conn: sqlite3.Connection) -> dict[str, float]:
+    rows = conn.execute(
+        "SELECT dest, min(queued_at) FROM deliveries WHERE state = ? GROUP BY dest", (PENDING,)
+    )
+    return {dest: queued_at for dest, queued_at in rows}
+
+
 def recent(conn: sqlite3.Connection, n: int, after: str | None) -> list[tuple[str, Event]]:
     if after:
         rows = conn.execute(
@@ -314,6 +321,9 @@ class SqliteOutbox:
 
     async def stats(self) -> dict[str, dict[str, int]]:
         return await self.store.read(stats)
+
+    async def oldest(self) -> dict[str, float]:
+        return await self.store.read(oldest)
 
     async def recent(self, n: int, after: str | None = None) -> list[tuple[str, Event]]:
         return await self.store.read(partial(recent, n=n, after=after))
