@@ -51,6 +51,8 @@ def rule_id(rule: dict[str, Any] | Rule, index: int) -> str:
 
 
 def _names(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
     return ", ".join(value) if isinstance(value, list) else str(value)
 
 
@@ -100,7 +102,7 @@ def then_words(rule: Rule) -> str:
         if value is not None:
             parts.append(f"{key} {value}")
     for key, value in (then.filters or {}).items():
-        parts.append(f"{key} = {_names(value) if isinstance(value, list) else value}")
+        parts.append(f"{key} = {_names(value)}")
     if then.override:
         parts.append("(overrides the shopper's choice)")
     return "; ".join(parts)

@@ -1,6 +1,6 @@
 // The admin UI's only script, small on purpose: everything works without it.
 // It checks the YAML source as you type (POST to the gateway's own /admin/check), asks before
-// destructive forms, and hides product images that do not load.
+// destructive forms, scrolls to the first field with an error, and blanks images that do not load.
 (function () {
   "use strict";
   var body = document.body;
@@ -20,8 +20,15 @@
 
   document.addEventListener("error", function (event) {
     var target = event.target;
-    if (target && target.tagName === "IMG") target.classList.add("missing");
+    if (target && target.tagName === "IMG") {
+      var blank = document.createElement("span");
+      blank.className = "thumb none";
+      target.replaceWith(blank);
+    }
   }, true);
+
+  var invalid = document.querySelector(".field.invalid");
+  if (invalid) invalid.scrollIntoView({ block: "center" });
 
   var source = document.getElementById("source");
   var out = document.getElementById("live-errors");
