@@ -195,9 +195,17 @@ async def _show_rule(
     )
 
 
+async def _shown_document(ui: Ui, source: str) -> dict[str, Any]:
+    """The draft's data for showing a form, from its compiled (cached) models: no YAML parse
+    per page view. Only the keys the document sets are included."""
+    compiled = await ui.compiled(source)
+    return compiled.document.model_dump(mode="python", by_alias=True, exclude_unset=True)
+
+
 async def rule_page(ui: Ui, request: Request, user: Account) -> Response:
     draft = await _editable(ui, request.path_params["draft"])
-    data = document.load(draft.source)
+    data = await _shown_document(ui, draft.source)
+    data.setdefault("segments", {})
     t, r = _locate(data, request)
     rule = data["tables"][t]["rules"][r] if r is not None else {}
     return await _show_rule(ui, request, draft, data, (t, r), rule)
@@ -273,7 +281,8 @@ async def _show_segment(
 
 async def segment_page(ui: Ui, request: Request, user: Account) -> Response:
     draft = await _editable(ui, request.path_params["draft"])
-    data = document.load(draft.source)
+    data = await _shown_document(ui, draft.source)
+    data.setdefault("segments", {})
     name = request.path_params["segment"]
     if name != "new" and name not in data["segments"]:
         raise Refused("no such segment in this draft", 404)

@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS decision_conversions (
     total REAL NOT NULL,
     submitted_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS decision_conversions_by_visitor
+    ON decision_conversions (visitor_id, submitted_at);
 """
 
 REPORT = """
