@@ -390,9 +390,15 @@ class DecisionService:
         segments: Iterable[str] = (),
         headers: Mapping[str, str] | None = None,
         now: float | None = None,
+        *,
+        compiled: Compiled | None = None,
+        profile: Profile | None = None,
     ) -> dict[str, Any]:
-        """What this shopper would get for this storefront call, and why (for the CLI and admin)."""
-        live = self.live
+        """What this shopper would get for this storefront call, and why (for the CLI and admin).
+
+        `compiled` explains a draft instead of the live version; `profile` stands in for the
+        stored one (a made-up test shopper)."""
+        live = compiled or self.live
         path, _, query = url.partition("?")
         path = "/" + path.split("://", 1)[-1].split("/", 1)[-1] if "://" in path else path
         operation = recognise("GET", path)
@@ -401,7 +407,8 @@ class DecisionService:
         if live is None:
             return {"error": "no decision tables are live"}
         headers = {k.lower(): v for k, v in (headers or {}).items()}
-        profile = await self.profiles.get(visitor_id) if visitor_id else None
+        if profile is None and visitor_id:
+            profile = await self.profiles.get(visitor_id)
         visitor = (
             None
             if profile or not visitor_id

@@ -1,5 +1,6 @@
-"""The gateway's ASGI app: the proxy, health checks, the admin API, and the lifespan that opens
-the shared state and starts (and stops) the tracker and the decision tables on it."""
+"""The gateway's ASGI app: the proxy, health checks, the admin UI with the admin API behind it,
+and the lifespan that opens the shared state and starts (and stops) the tracker and the decision
+tables on it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from console.app import open_console
 from decisions.admin import create_admin_app
 from decisions.service import DecisionService
 from gateway import compose, metrics
@@ -142,7 +144,13 @@ class Gateway:
                 settings, self.http, self.tracking, self.decisions.personalize
             )
         )
-        self._admin = create_admin_app(self.decisions, settings.admin_token)
+        self._admin = await open_console(
+            compose.console_config(settings),
+            self.decisions,
+            self.state,
+            self.http,
+            create_admin_app(self.decisions, settings.admin_token),
+        )
         self.proxy.tracker = self.tracking
         self.proxy.decider = self.decisions
         if settings.metrics:

@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from console.commands import register as register_users
 from decisions.commands import register as register_decisions
 from gateway.compose import open_store
 from gateway.settings import ConfigError, Settings, load_settings
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_tracking(commands, open_store)
     register_backfill(commands)
     register_decisions(commands, open_store)
+    register_users(commands, open_store)
     return parser
 
 

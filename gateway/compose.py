@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from console.config import ConsoleConfig, PreviewConfig
 from decisions.loader import signature, watch
 from decisions.personalize import Personalize, PersonalizeConfig
 from decisions.service import DecisionsConfig, DecisionService
@@ -348,4 +349,27 @@ def decider(
         versions=state.versions,
         personalize=personalize(settings, http),
         pending=pending,
+    )
+
+
+def console_config(settings: Settings) -> ConsoleConfig:
+    preview = None
+    if settings.preview_username and settings.preview_password and settings.preview_client_id:
+        preview = PreviewConfig(
+            upstream=settings.upstream,
+            client_id=settings.preview_client_id,
+            username=settings.preview_username,
+            password=settings.preview_password,
+        )
+    return ConsoleConfig(
+        session_secret=settings.session_secret,
+        session_seconds=settings.session_hours * 3600,
+        secure_cookies=settings.secure_cookies,
+        require_approval=settings.require_approval,
+        max_failures_account=settings.signin_failures,
+        max_failures_ip=settings.signin_failures_ip,
+        failure_window=settings.signin_window,
+        trusted_proxies=frozenset(settings.trusted_proxies),
+        preview=preview,
+        min_visitors=settings.experiment_min_visitors,
     )

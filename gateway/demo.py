@@ -3,12 +3,17 @@
 Starts the local OrderCloud sandbox and the gateway on free loopback ports (no credentials, no
 network), then plays an anonymous browse → search → view → add to cart → login → transfer →
 submit journey, compares what a repeat customer and a newcomer are shown for the same storefront
-calls, and prints the tracking events the gateway delivered.
+calls, and prints the tracking events the gateway delivered. It prints the admin UI's address and
+a publisher's sign-in; run from a terminal, it then keeps serving until Ctrl-C so the UI can be
+tried (preview as jane and joe, edit, publish).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
+import sys
 import tempfile
 import time
 from importlib.resources import files
@@ -17,11 +22,15 @@ from typing import Any
 
 import httpx
 
+from console.passwords import hash_password
+from gateway import compose
 from gateway.app import create_app
 from gateway.sandbox import create_app as create_sandbox
 from gateway.sandbox.catalog import CLIENT_ID
 from gateway.serving import serve_in_thread
 from gateway.settings import Settings
+from state.accounts import PUBLISHER, Account
+from state.shoppers import SavedShopper
 
 DEMO_TABLES = files("decisions").joinpath("demo.yaml")
 
@@ -175,20 +184,62 @@ def run() -> int:
                 store=Path(tmp) / "ocgateway.db",
                 events_file=events_file,
                 decisions=tables,
+                preview_username="joe",
+                preview_password="joe-pass",
+                preview_client_id=CLIENT_ID,
             )
+            password = secrets.token_urlsafe(9)
+            asyncio.run(_marketers(settings, password))
             with serve_in_thread(create_app(settings), lifespan="on") as gateway:
                 _say("ocgateway demo")
                 _say(f"  OrderCloud sandbox  {sandbox}")
                 _say(f"  gateway             {gateway}   (the storefront's baseApiUrl)")
                 _say(f"  decision tables     {DEMO_TABLES}")
+                _say(
+                    f"  admin UI            {gateway}/admin/   sign in as {DEMO_USER} / {password}"
+                )
                 _journey(gateway)
                 events = _events(events_file)
-        _say(f"\n4. Events the gateway delivered (JSON lines destination), {len(events)} in all")
-        for event in events:
-            browser = (event.get("browser_id") or "")[:8]
-            _say(
-                f"  {event['type']:<22} {event.get('visitor') or '-':<28} bid {browser:<8}  "
-                f"{_summary(event)}"
-            )
-        _say("\nNo browser beacon was involved: every event came from the OrderCloud calls above.")
+                _events_report(events)
+                if sys.stdin.isatty():
+                    _say(f"\nThe admin UI stays up at {gateway}/admin/: sign in as {DEMO_USER}")
+                    _say(f"with {password}, preview as jane and joe, edit, publish. Ctrl-C stops.")
+                    _wait()
     return 0
+
+
+DEMO_USER = "marketer"
+
+
+async def _marketers(settings: Settings, password: str) -> None:
+    """A publisher account and the two test shoppers, in the demo's temporary store."""
+    state = await compose.open_store(settings)
+    try:
+        await state.console.accounts.put(
+            Account(DEMO_USER, PUBLISHER, hash_password(password), time.time())
+        )
+        await state.console.shoppers.put(
+            SavedShopper("jane", orders=3, spent=640.0, buyer="acme", note="repeat customer")
+        )
+        await state.console.shoppers.put(SavedShopper("joe", buyer="acme", note="newcomer"))
+    finally:
+        await state.close()
+
+
+def _wait() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        _say("")
+
+
+def _events_report(events: list[dict[str, Any]]) -> None:
+    _say(f"\n4. Events the gateway delivered (JSON lines destination), {len(events)} in all")
+    for event in events:
+        browser = (event.get("browser_id") or "")[:8]
+        _say(
+            f"  {event['type']:<22} {event.get('visitor') or '-':<28} bid {browser:<8}  "
+            f"{_summary(event)}"
+        )
+    _say("\nNo browser beacon was involved: every event came from the OrderCloud calls above.")

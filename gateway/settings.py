@@ -101,6 +101,19 @@ class Settings(BaseSettings):
     # the request header holding the shopper's country; unset: CF-IPCountry and similar, in turn
     country_header: str | None = None
 
+    # Admin UI at /admin/ (console/)
+    session_secret: str | None = None  # signs UI sessions; unset: made once, kept in the store
+    session_hours: float = Field(12.0, gt=0, description="a UI sign-in lasts this long")
+    secure_cookies: bool = False  # true behind HTTPS: the session cookie is then HTTPS-only
+    require_approval: bool = False  # a publish from the UI needs a second publisher's approval
+    signin_failures: int = Field(5, gt=0, description="failed UI sign-ins per account per window")
+    signin_failures_ip: int = Field(20, gt=0, description="failed UI sign-ins per address")
+    signin_window: float = Field(900.0, gt=0, description="seconds a failure counts for")
+    preview_username: str | None = None  # OrderCloud shopper whose lists the preview shows
+    preview_password: str | None = None
+    preview_client_id: str | None = None  # API client for the preview shopper's password grant
+    experiment_min_visitors: int = Field(100, gt=0, description="per variant before a verdict")
+
     @field_validator("store", mode="before")
     @classmethod
     def _store(cls, value: object) -> object:

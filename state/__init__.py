@@ -15,11 +15,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from state.accounts import Accounts
+from state.attempts import Attempts
+from state.audit import AuditLog
 from state.browserids import BrowserIds
 from state.carts import Carts
+from state.drafts import Drafts
 from state.exposures import Exposures
 from state.outbox import Outbox
 from state.profiles import Profiles
+from state.secrets import Secrets
+from state.shoppers import Shoppers
 from state.versions import TableVersions
 
 
@@ -42,6 +48,19 @@ class StateConfig:
         return self.location.startswith(("redis://", "rediss://", "unix://"))
 
 
+@dataclass(frozen=True, slots=True)
+class ConsoleState:
+    """What the admin UI keeps: drafts (with their approvals), accounts, saved test shoppers,
+    the audit log, sign-in failure counts and the session signing key."""
+
+    drafts: Drafts
+    accounts: Accounts
+    shoppers: Shoppers
+    audit: AuditLog
+    attempts: Attempts
+    secrets: Secrets
+
+
 @dataclass(slots=True)
 class State:
     backend: str  # "sqlite" or "redis"
@@ -51,6 +70,7 @@ class State:
     carts: Carts
     versions: TableVersions
     exposures: Exposures
+    console: ConsoleState
     closer: Callable[[], Awaitable[None]]
     checker: Callable[[], Awaitable[dict[str, str]]]
 

@@ -32,3 +32,7 @@ class Exposures(Protocol):
         """Per (table, rule, variant), ordered: `table_id`, `rule_id`, `variant`, `exposures`,
         `visitors`, `converted` (visitors with an order after their first exposure), `orders`,
         `revenue` and `conversion_rate`."""
+
+    async def matched_since(self, since: float) -> dict[tuple[str, str], int]:
+        """(table, rule) -> exposures at or after `since` (all variants): how often each rule
+        matched lately. Redis counts per hour, so there `since` is rounded down to the hour."""

@@ -12,12 +12,18 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from state import State, StateConfig
+from state import ConsoleState, State, StateConfig
+from state.redis.accounts import RedisAccounts
+from state.redis.attempts import RedisAttempts
+from state.redis.audit import RedisAuditLog
 from state.redis.browserids import RedisBrowserIds
 from state.redis.carts import RedisCarts
+from state.redis.drafts import RedisDrafts
 from state.redis.exposures import RedisExposures
 from state.redis.outbox import open_outbox
 from state.redis.profiles import RedisProfiles
+from state.redis.secrets import RedisSecrets
+from state.redis.shoppers import RedisShoppers
 from state.redis.versions import RedisTableVersions
 
 
@@ -61,6 +67,14 @@ async def open_redis(config: StateConfig) -> State:
         carts=RedisCarts(client, config.prefix),
         versions=RedisTableVersions(client, config.prefix),
         exposures=RedisExposures(client, config.prefix),
+        console=ConsoleState(
+            drafts=RedisDrafts(client, config.prefix),
+            accounts=RedisAccounts(client, config.prefix),
+            shoppers=RedisShoppers(client, config.prefix),
+            audit=RedisAuditLog(client, config.prefix),
+            attempts=RedisAttempts(client, config.prefix),
+            secrets=RedisSecrets(client, config.prefix),
+        ),
         closer=closer,
         checker=checker,
     )

@@ -11,6 +11,7 @@ two arrives first. The scripts name keys they derive from the data, which a stan
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -19,6 +20,8 @@ from redis.asyncio import Redis
 from state.exposures import Exposure
 
 ORDERS_TTL = 90 * 24 * 3600  # a visitor's counted orders: the per-order idempotency window
+HOUR = 3600
+HOURS_KEPT = 25  # hourly match counters (for "matched in the last 24 h") live this many hours
 
 # ARGV: prefix, then (variant key, visitor, at) triples. A visitor's first exposure to a variant
 # (or an earlier one arriving late) also counts the orders already recorded since that time.
@@ -91,6 +94,12 @@ class RedisExposures:
         for exposure in exposures:
             args += [_variant_key(exposure), exposure.visitor, repr(float(exposure.at))]
         await self._add(args=args)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for exposure in exposures:
+                hour = f"{self.prefix}exp:hour:{int(exposure.at // HOUR)}"
+                pipe.hincrby(hour, orjson.dumps([exposure.table, exposure.rule]), 1)
+                pipe.expire(hour, HOURS_KEPT * HOUR)
+            await pipe.execute()
 
     async def convert(self, visitor: str, order_id: str, total: float, at: float) -> None:
         await self._convert(
@@ -103,6 +112,19 @@ class RedisExposures:
                 self.orders_ttl,
             ]
         )
+
+    async def matched_since(self, since: float) -> dict[tuple[str, str], int]:
+        first, last = int(since // HOUR), int(time.time() // HOUR)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for hour in range(first, last + 1):
+                pipe.hgetall(f"{self.prefix}exp:hour:{hour}")
+            buckets = await pipe.execute()
+        counts: dict[tuple[str, str], int] = {}
+        for bucket in buckets:
+            for member, count in bucket.items():
+                table, rule = orjson.loads(member)
+                counts[(table, rule)] = counts.get((table, rule), 0) + int(count)
+        return counts
 
     async def report(self) -> list[dict[str, Any]]:
         members = await self.client.smembers(self.variants)

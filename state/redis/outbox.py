@@ -394,7 +394,9 @@ class RedisOutbox:
                 continue
             if isinstance(reply, Exception):
                 raise reply
-            part = queue.parts[p]
+            part = queue.parts.get(p)
+            if part is None:  # handed over while we read: its next owner claims what we read
+                continue
             claiming = part.claiming
             if claiming:
                 cursor, items = reply[0], reply[1]

@@ -6,17 +6,40 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from state import State, StateConfig
-from state.sqlite import browserids, carts, exposures, outbox, profiles, versions
+from state import ConsoleState, State, StateConfig
+from state.sqlite import (
+    accounts,
+    attempts,
+    audit,
+    browserids,
+    carts,
+    drafts,
+    exposures,
+    outbox,
+    profiles,
+    secrets,
+    shoppers,
+    versions,
+)
+from state.sqlite.accounts import SqliteAccounts
+from state.sqlite.attempts import SqliteAttempts
+from state.sqlite.audit import SqliteAuditLog
 from state.sqlite.browserids import SqliteBrowserIds
 from state.sqlite.carts import SqliteCarts
+from state.sqlite.drafts import SqliteDrafts
 from state.sqlite.exposures import SqliteExposures
 from state.sqlite.outbox import SqliteOutbox
 from state.sqlite.profiles import SqliteProfiles
+from state.sqlite.secrets import SqliteSecrets
+from state.sqlite.shoppers import SqliteShoppers
 from state.sqlite.store import Store
 from state.sqlite.versions import SqliteVersions
 
-SCHEMA = "".join(m.SCHEMA for m in (outbox, profiles, browserids, carts, versions, exposures))
+SCHEMA = "".join(
+    m.SCHEMA
+    for m in (outbox, profiles, browserids, carts, versions, exposures)
+    + (drafts, accounts, shoppers, audit, attempts, secrets)
+)
 
 
 async def open_sqlite(config: StateConfig) -> State:
@@ -41,6 +64,14 @@ async def open_sqlite(config: StateConfig) -> State:
         carts=SqliteCarts(store),
         versions=SqliteVersions(store),
         exposures=SqliteExposures(store),
+        console=ConsoleState(
+            drafts=SqliteDrafts(store),
+            accounts=SqliteAccounts(store),
+            shoppers=SqliteShoppers(store),
+            audit=SqliteAuditLog(store),
+            attempts=SqliteAttempts(store),
+            secrets=SqliteSecrets(store),
+        ),
         closer=close,
         checker=check,
     )

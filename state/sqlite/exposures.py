@@ -21,12 +21,15 @@ CREATE TABLE IF NOT EXISTS decision_exposures (
 );
 CREATE INDEX IF NOT EXISTS decision_exposures_by_rule
     ON decision_exposures (table_id, rule_id, variant);
+CREATE INDEX IF NOT EXISTS decision_exposures_by_time ON decision_exposures (at);
 CREATE TABLE IF NOT EXISTS decision_conversions (
     order_id TEXT PRIMARY KEY,
     visitor_id TEXT NOT NULL,
     total REAL NOT NULL,
     submitted_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS decision_conversions_by_visitor
+    ON decision_conversions (visitor_id, submitted_at);
 """
 
 REPORT = """
@@ -84,3 +87,13 @@ class SqliteExposures:
 
     async def report(self) -> list[dict[str, Any]]:
         return await self.store.read(_report)
+
+    async def matched_since(self, since: float) -> dict[tuple[str, str], int]:
+        rows = await self.store.read(
+            lambda conn: conn.execute(
+                "SELECT table_id, rule_id, COUNT(*) FROM decision_exposures WHERE at >= ?"
+                " GROUP BY table_id, rule_id",
+                (since,),
+            ).fetchall()
+        )
+        return {(table, rule): count for table, rule, count in rows}
