@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from decisions.admin import create_admin_app
+from decisions.admin import create_admin_app, refusal
 from decisions.service import DecisionService
 from gateway import compose
 from gateway.identity import Identity
@@ -59,6 +60,7 @@ class Gateway:
             identity_budget=settings.personalize_timeout_ms / 1000,
         )
         self.service = Starlette(
+            exception_handlers={HTTPException: refusal},
             routes=[
                 Route("/healthz", self.healthz),
                 Route("/readyz", self.readyz),
