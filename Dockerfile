@@ -9,6 +9,8 @@ COPY pyproject.toml README.md ./
 COPY gateway gateway
 COPY decisions decisions
 COPY tracking tracking
+COPY state state
+COPY console console
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin ocgw \
     && mkdir -p /data && chown ocgw /data

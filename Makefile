@@ -14,8 +14,10 @@ $(BIN)/ocgateway: pyproject.toml
 demo: $(BIN)/ocgateway
 	$(BIN)/ocgateway demo
 
-# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass. The services
+# the tests need (redis-server, chromium, chromedriver) are installed first when missing.
 test: $(BIN)/ocgateway
+	@.ci/services
 	@$(BIN)/pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$status
 

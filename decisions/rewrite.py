@@ -106,19 +106,22 @@ def rewrite_query(query: Query | str, steps: Iterable[Actions]) -> Rewrite:
 
 
 def reorder_for(pin: Sequence[str]) -> Callable[[bytes], bytes]:
-    """A body rewriter: `Items` in pin order first, unpinned items after in their own order."""
-    rank = {item_id: i for i, item_id in enumerate(pin)}
+    """A body rewriter: `Items` in pin order first, unpinned items after in their own order.
+    An ID pinned twice keeps its first place; an item whose ID is not a string is unpinned."""
+    rank: dict[str, int] = {}
+    for i, item_id in enumerate(pin):
+        rank.setdefault(item_id, i)
 
     def reorder(body: bytes) -> bytes:
         page = orjson.loads(body)
         items = page.get("Items") if isinstance(page, dict) else None
         if not isinstance(items, list):
             return body
-        size = len(rank)
+        size = len(pin)  # after every pinned place, duplicates included
         keyed = sorted(
             enumerate(items),
             key=lambda p: (
-                rank.get(p[1].get("ID") if isinstance(p[1], dict) else None, size),
+                rank.get(_id_of(p[1]), size),
                 p[0],
             ),
         )
@@ -126,3 +129,8 @@ def reorder_for(pin: Sequence[str]) -> Callable[[bytes], bytes]:
         return orjson.dumps(page)
 
     return reorder
+
+
+def _id_of(item: object) -> str | None:
+    item_id = item.get("ID") if isinstance(item, dict) else None
+    return item_id if isinstance(item_id, str) else None

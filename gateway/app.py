@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,7 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from console.app import open_console
-from decisions.admin import create_admin_app
+from decisions.admin import create_admin_app, refusal
 from decisions.service import DecisionService
 from gateway import compose, metrics
 from gateway.identity import Identity
@@ -78,6 +79,7 @@ class Gateway:
             metrics=metrics.RequestMetrics() if measured else None,
         )
         self.service = Starlette(
+            exception_handlers={HTTPException: refusal},
             routes=[
                 Route("/healthz", self.healthz),
                 Route("/readyz", self.readyz),

@@ -16,6 +16,7 @@ import uvicorn
 from console.commands import register as register_users
 from decisions.commands import register as register_decisions
 from gateway.compose import open_store
+from gateway.doctor import register as register_doctor
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.shutdown import in_flight_timeout
 from tracking.backfill.command import register as register_backfill
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_backfill(commands)
     register_decisions(commands, open_store)
     register_users(commands, open_store)
+    register_doctor(commands)
     return parser
 
 

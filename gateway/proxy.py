@@ -50,7 +50,10 @@ _REPLACED = frozenset(
     {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", requestid.HEADER}
 )
 _PREFIXES = ("/v1/", "/oauth/")
-_UNSAFE_PATH = re.compile(r"(^|/)\.\.?(/|$)|\\|%2f|%5c|%00|[\x00-\x1f\x7f]", re.IGNORECASE)
+_DECODINGS = 4  # percent-decodings of a path checked for dot segments and separators
+# A dot segment (also one a query or fragment would end), a backslash, an encoded separator or NUL,
+# a control character.
+_UNSAFE_PATH = re.compile(r"(^|/)\.\.?(/|$|[?#])|\\|%2f|%5c|%00|[\x00-\x1f\x7f]", re.IGNORECASE)
 _BUFFER_LIMIT = 8 * 1024 * 1024  # largest answer held in memory for tracking or a pin reorder
 _SMALL_BODY = 64 * 1024  # request bodies up to this are read whole (one upstream write)
 
@@ -74,10 +77,21 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
 
 
 def safe_path(raw_path: str) -> bool:
-    """Only origin-form paths under /v1/ or /oauth/, with no dot segments or encoded separators."""
-    if not raw_path.lower().startswith(_PREFIXES):
-        return False
-    return _UNSAFE_PATH.search(raw_path) is None and _UNSAFE_PATH.search(unquote(raw_path)) is None
+    """Only origin-form paths under /v1/ or /oauth/, with no dot segments or encoded separators,
+    however many times a server behind us decodes it: `%252e%252e` is `..` to one that decodes
+    twice, so every decoding is checked until nothing changes (a path still changing after a few
+    rounds is refused; no storefront writes one)."""
+    if not raw_path.lower().startswith(_PREFIXES) or "?" in raw_path or "#" in raw_path:
+        return False  # a raw ? or # would end the path at the upstream client: not a path
+    path = raw_path
+    for _ in range(_DECODINGS):
+        if _UNSAFE_PATH.search(path) is not None:
+            return False
+        decoded = unquote(path)
+        if decoded == path:
+            return True
+        path = decoded
+    return False
 
 
 class Proxy:

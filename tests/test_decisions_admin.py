@@ -4,6 +4,7 @@ rollback, explain and the OpenAPI document, through starlette's TestClient."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import httpx
@@ -168,3 +169,45 @@ def test_odd_credentials_are_refused(tmp_path: Path, header: str) -> None:
     assert (
         client.get("/tables", headers={"Authorization": header.encode("utf-8")}).status_code == 401
     )
+
+
+def test_openapi_document_is_built_from_the_served_routes(tmp_path: Path) -> None:
+    client, _ = client_for(tmp_path)
+    doc = client.get("/openapi.json").json()
+    assert doc["servers"] == [{"url": "/admin"}]
+    served = {
+        (method.lower(), re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path))
+        for route in client.app.routes  # type: ignore[attr-defined]
+        for method in route.methods - {"HEAD"}
+    }
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == served
+    for path, ops in doc["paths"].items():
+        for operation in ops.values():
+            statuses = set(operation["responses"])
+            if path != "/openapi.json":
+                assert {"401", "503"} <= statuses, path
+            for answer in operation["responses"].values():
+                assert answer["content"]["application/json"]["schema"]["$ref"]
+    assert doc["paths"]["/rollback/{version}"]["post"]["responses"].keys() == {
+        "201",
+        "401",
+        "404",
+        "422",
+        "503",
+    }
+    assert doc["paths"]["/versions/{version}"]["get"]["parameters"][0]["schema"] == {
+        "type": "integer",
+        "minimum": 0,
+    }
+    assert {"TableSet", "Problem", "Rejected", "Published"} <= set(doc["components"]["schemas"])
+
+
+def test_explain_of_a_route_decisions_do_not_rewrite_is_refused(tmp_path: Path) -> None:
+    client, _ = client_for(tmp_path)
+    nothing_live = client.post("/explain", json={"url": "/v1/me/products"}, headers=AUTH)
+    assert nothing_live.status_code == 422
+    assert nothing_live.json() == {"error": "no decision tables are live"}
+    client.post("/publish", content=EXAMPLE, headers=AUTH)
+    answer = client.post("/explain", json={"url": "/v1/me/orders"}, headers=AUTH)
+    assert answer.status_code == 422 and "not a list route" in answer.json()["error"]
