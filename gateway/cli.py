@@ -13,6 +13,7 @@ import uvicorn
 from decisions.commands import register as register_decisions
 from gateway.compose import open_store
 from gateway.settings import ConfigError, Settings, load_settings
+from gateway.storecommands import register as register_store
 from tracking.backfill.command import register as register_backfill
 from tracking.commands import register as register_tracking
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_tracking(commands, open_store)
     register_backfill(commands)
     register_decisions(commands, open_store)
+    register_store(commands, open_store)
     return parser
 
 
