@@ -82,16 +82,19 @@ async def _copy(
     if problems:
         raise MigrationError(f"{where} is not healthy: {problems}")
     held = await occupied(target)
-    if held and not args.force:
-        raise MigrationError(
-            f"{where} already holds {'; '.join(held)}: a previous migration, or a live gateway "
-            "writing it. Stop the gateways; --force copies anyway (see --help)."
-        )
+    refusal = (
+        f"{where} already holds {'; '.join(held)}: a previous migration, or a live gateway "
+        "writing it. Stop the gateways; --force copies anyway (see --help)."
+    )
     if args.dry_run:
         for kind, count in export.counts(conn).items():
             print(f"{kind}: {count} to copy")
         print(f"dry run: nothing written to {where}")
+        if held and not args.force:
+            print(f"a real run would refuse: {refusal}")
         return 0
+    if held and not args.force:
+        raise MigrationError(refusal)
     started = time.monotonic()
     summary = await migrate(
         conn, target, lambda line: print(line, flush=True), dead_timeout=dead_timeout

@@ -174,6 +174,8 @@ async def test_a_sqlite_store_migrated_to_redis_answers_the_same(
         assert "already holds 2 table versions" in capsys.readouterr().err
         assert (await redis.outbox.stats())["webhook"]["pending"] == 11
         assert await redis.versions.latest_number() == 2
+        assert await _command("--from", db, "--to", env.location, "--dry-run") == 0
+        assert "a real run would refuse" in capsys.readouterr().out
     finally:
         await redis.close()
 
