@@ -19,6 +19,7 @@ from gateway.compose import open_store
 from gateway.doctor import register as register_doctor
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.shutdown import in_flight_timeout
+from gateway.storecommands import register as register_store
 from tracking.backfill.command import register as register_backfill
 from tracking.commands import register as register_tracking
 
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_decisions(commands, open_store)
     register_users(commands, open_store)
     register_doctor(commands)
+    register_store(commands, open_store)
     return parser
 
 

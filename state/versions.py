@@ -55,6 +55,11 @@ class TableVersions(Protocol):
         this author's newest version has the same source: a file edit seen by several replicas
         is imported once."""
 
+    async def import_version(self, version: Version) -> bool:
+        """Store a version copied from another store as it was (number, time, author, comment,
+        source, diff), announced like a new one; False, and nothing changed, when that number is
+        taken. For `ocgateway store migrate`, which copies a history in increasing order."""
+
     async def get(self, number: int) -> Version | None: ...
 
     async def latest_number(self) -> int | None: ...

@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from redis.exceptions import RedisError
 from state import State, StateConfig, open_state
 from state.exposures import Exposure
 from state.profiles import Profile
+from state.versions import Version
 from tests.redisserver import answers
 from tests.servers import free_port
 
@@ -245,6 +247,22 @@ async def test_unless_repeated_compares_with_the_authors_newest_version(replica:
     assert await state.versions.add("a: 1\n", "file") is not None  # only when asked
     assert await state.versions.add("a: 2\n", "file", unless_repeated=True) is not None
     assert await state.versions.latest_number() == 4
+
+
+async def test_imported_versions_keep_number_time_author_and_diff(replica: Opener) -> None:
+    a, b = await replica(), await replica()
+    old = Version(1, 1_700_000_000.5, "alice", "first", "a: 1\n", "--- empty\n+++ v1\n+a: 1\n")
+    newer = Version(2, 1_700_000_100.25, "bob", "", "a: 2\n", "--- v1\n+++ v2\n")
+    assert await a.versions.import_version(old)
+    assert await a.versions.import_version(newer)
+    assert not await b.versions.import_version(replace(old, source="other\n"))  # number taken
+
+    assert await b.versions.get(1) == old and await b.versions.get(2) == newer
+    assert await b.versions.latest_number() == 2
+    assert [v.summary() for v in await b.versions.list()] == [newer.summary(), old.summary()]
+    assert await b.versions.add("a: 2\n", "bob", unless_repeated=True) is None
+    third = await b.versions.add("a: 3\n", "carol")
+    assert third is not None and third.version == 3 and third.diff.startswith("--- v2\n")
 
 
 async def test_concurrent_adds_from_two_instances_get_consecutive_numbers(

@@ -77,6 +77,40 @@ class RedisTableVersions:
 
         return await self.client.transaction(attempt, self.latest_key, value_from_callable=True)
 
+    async def import_version(self, version: Version) -> bool:
+        """Under the same WATCH as `add`; the latest number and the author's newest hash move
+        only forward, so importing into a store with newer versions leaves those live."""
+        key = self._key(version.version)
+        digest = source_hash(version.source)
+
+        async def attempt(pipe: Pipeline) -> bool:
+            taken = await pipe.exists(key)
+            raw = await pipe.get(self.latest_key)
+            latest = int(raw) if raw is not None else 0
+            pipe.multi()
+            if taken:
+                return False
+            pipe.hset(
+                key,
+                mapping={
+                    "created_at": repr(version.created_at),
+                    "author": version.author,
+                    "comment": version.comment,
+                    "source": version.source,
+                    "source_hash": digest,
+                    "diff": version.diff,
+                },
+            )
+            if version.version > latest:
+                pipe.set(self._author_key(version.author), digest)
+                pipe.set(self.latest_key, version.version)
+                pipe.publish(self.channel, version.version)
+            return True
+
+        return await self.client.transaction(
+            attempt, self.latest_key, key, value_from_callable=True
+        )
+
     async def get(self, number: int) -> Version | None:
         if number < 1:
             return None

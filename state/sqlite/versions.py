@@ -58,6 +58,22 @@ def _add(
     return Version(number, now, author, comment, source, diff)
 
 
+def _import(conn: sqlite3.Connection, version: Version) -> bool:
+    cur = conn.execute(
+        "INSERT INTO decision_versions VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (
+            version.version,
+            version.created_at,
+            version.author,
+            version.comment,
+            version.source,
+            source_hash(version.source),
+            version.diff,
+        ),
+    )
+    return cur.rowcount == 1
+
+
 def _get(conn: sqlite3.Connection, number: int) -> Version | None:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM decision_versions WHERE version = ?", (number,)
@@ -90,6 +106,9 @@ class SqliteVersions:
                 _add, source=source, author=author, comment=comment, unless_repeated=unless_repeated
             )
         )
+
+    async def import_version(self, version: Version) -> bool:
+        return await self.store.write(partial(_import, version=version))
 
     async def get(self, number: int) -> Version | None:
         if not 1 <= number <= MAX_VERSION:
