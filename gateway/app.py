@@ -85,7 +85,7 @@ class Gateway:
                 Route("/readyz", self.readyz),
                 Route("/metrics", self.metrics),
                 Mount("/admin", app=self.admin),
-            ]
+            ],
         )
         app: ASGIApp = RequestIds(self._route)
         if settings.cors_origins:

@@ -55,6 +55,7 @@ def state_config(settings: Settings) -> StateConfig:
         spool=settings.spool,
         lease_seconds=settings.lease_seconds,
         partitions=settings.partitions,
+        timeout=settings.redis_timeout,
     )
 
 

@@ -56,6 +56,7 @@ _DECODINGS = 4  # percent-decodings of a path checked for dot segments and separ
 _UNSAFE_PATH = re.compile(r"(^|/)\.\.?(/|$|[?#])|\\|%2f|%5c|%00|[\x00-\x1f\x7f]", re.IGNORECASE)
 _BUFFER_LIMIT = 8 * 1024 * 1024  # largest answer held in memory for tracking or a pin reorder
 _SMALL_BODY = 64 * 1024  # request bodies up to this are read whole (one upstream write)
+_DECISION_SLACK = 0.1  # seconds a decision may take past the personalization budget
 
 
 class BodyTooLarge(Exception):
@@ -269,7 +270,16 @@ class Proxy:
         call.shopper = call.shopper or call.visitor.key
         call.client_id = call.client_id or call.visitor.client_id
         try:
-            return await self.decider.decide(call)  # type: ignore[union-attr]
+            # The budget bounds CDP and a login's profile inside decide(); this bounds the rest
+            # (a store that hangs): a list call never waits much past the budget for a decision.
+            return await asyncio.wait_for(
+                self.decider.decide(call),  # type: ignore[union-attr]
+                self.identity_budget + _DECISION_SLACK,
+            )
+        except TimeoutError:
+            self.counters["decisions_timeouts"] += 1
+            log.warning("decision took longer than its budget; the call goes on unchanged")
+            return None
         except Exception:
             self._hook_failed("decisions")
             return None

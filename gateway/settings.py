@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     spool: Path = Path("ocgateway-spool.db")  # Redis backend: events wait here while Redis is down
     lease_seconds: float = Field(30.0, gt=0, description="a dead process's deliveries move on")
     partitions: int = Field(16, gt=0, le=1024, description="Redis outbox streams")
+    redis_timeout: float = Field(0.5, gt=0, description="seconds before Redis counts as down")
 
     # Tracking
     tracking: bool = True

@@ -41,6 +41,7 @@ class StateConfig:
     spool: Path = Path("ocgateway-spool.db")  # Redis backend: events wait here while Redis is down
     lease_seconds: float = 30.0  # a delivery leased by a dead process is taken over after this
     partitions: int = 16  # Redis backend: outbox streams; each is consumed by one replica at a time
+    timeout: float = 0.5  # Redis backend: seconds a command may take before Redis counts as down
     replica: str = field(default_factory=replica_name)
 
     @property

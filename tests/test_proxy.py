@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import itertools
 import json
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -421,3 +423,29 @@ def test_a_raising_hook_fails_open_and_is_counted_once_by_the_proxy(upstream, se
     assert app.proxy.counters["tracking_failures"] == 1
     failures = [r for r in caplog.records if "hook failed" in r.getMessage()]
     assert len(failures) == 2 and all(r.exc_info for r in failures)
+
+
+def test_a_decision_that_hangs_is_abandoned_after_its_budget(upstream, settings):
+    """A store that hangs (Redis stopped, not refused) must not hold a list call: the proxy
+    gives up on the decision shortly after the personalization budget and forwards unchanged."""
+    url, fake = upstream
+
+    class Hanging:
+        def applies(self, call):
+            return True
+
+        async def decide(self, call):
+            await asyncio.sleep(30)
+
+    app = create_app(settings(url, personalize_timeout_ms=100))
+    with running(app, lifespan="on") as gw:
+        app.proxy.decider = Hanging()
+        started = time.monotonic()
+        response = httpx.get(
+            gw + "/v1/me/products?x=1", headers={"Authorization": f"Bearer {signed()}"}
+        )
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200 and "x-decision" not in response.headers
+    assert last(fake)["query"] == "x=1"
+    assert app.proxy.counters["decisions_timeouts"] == 1
+    assert elapsed < 10  # bounded by the budget, not by the hung store (30 s)

@@ -1,6 +1,7 @@
 """The Redis backend: one client shared by every store, keys under `StateConfig.prefix`.
 
-Short socket timeouts and a single retry make every call fail with a Redis error within seconds
+Short socket timeouts (`StateConfig.timeout`) and a single retry make every call fail with a
+Redis error within about a second
 instead of hanging while Redis is down: the outbox falls back to its local spool, the other
 stores' callers fail open.
 """
@@ -31,8 +32,8 @@ def connect(config: StateConfig) -> Redis:
     return Redis.from_url(
         config.location,
         decode_responses=False,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
+        socket_timeout=config.timeout,
+        socket_connect_timeout=config.timeout,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=30,
     )
