@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from state import StateConfig
+from state import State, StateConfig, open_state
 from tests.redisserver import drop, redis_server, unique_prefix
 
 
@@ -44,3 +44,19 @@ def state_config(request: pytest.FixtureRequest, tmp_path: Path) -> StateConfig:
         lease_seconds=1.0,
         partitions=4,
     )
+
+
+@pytest.fixture
+async def replica(state_config: StateConfig) -> AsyncIterator[Callable[[], Awaitable[State]]]:
+    """Opens one more instance on the same store each call (a replica, or another process on
+    the same SQLite file); all are closed afterwards."""
+    opened: list[State] = []
+
+    async def opener() -> State:
+        state = await open_state(state_config)
+        opened.append(state)
+        return state
+
+    yield opener
+    for state in opened:
+        await state.close()

@@ -49,8 +49,7 @@ def sitecore() -> Iterator[tuple[str, FakeSitecore]]:
 def redis_with(*options: str) -> Iterator[str]:
     """A redis-server of the test's own, with these persistence options."""
     binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
+    assert binary is not None, "redis-server is not installed (make test installs it)"
     port, folder = free_port(), tempfile.mkdtemp(prefix="ocgw-doctor-redis-")
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", folder, *options],

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from state import State, StateConfig, open_state
+from state import State
 from state.accounts import Account
 from state.audit import AuditEntry
 from state.drafts import DISCARDED, DRAFT, PENDING, PUBLISHED, Draft
@@ -19,20 +19,6 @@ from state.shoppers import SavedShopper
 
 pytestmark = pytest.mark.anyio
 Opener = Callable[[], Awaitable[State]]
-
-
-@pytest.fixture
-async def replica(state_config: StateConfig) -> AsyncIterator[Opener]:
-    opened: list[State] = []
-
-    async def opener() -> State:
-        state = await open_state(state_config)
-        opened.append(state)
-        return state
-
-    yield opener
-    for state in opened:
-        await state.close()
 
 
 def _draft(draft_id: str, at: float, source: str = "tables: []\n") -> Draft:

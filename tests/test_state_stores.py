@@ -8,7 +8,7 @@ import asyncio
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -28,21 +28,6 @@ pytestmark = pytest.mark.anyio
 
 T = TypeVar("T")
 Opener = Callable[[], Awaitable[State]]
-
-
-@pytest.fixture
-async def replica(state_config: StateConfig) -> AsyncIterator[Opener]:
-    """Opens one more instance on the same store each call; all are closed afterwards."""
-    opened: list[State] = []
-
-    async def opener() -> State:
-        state = await open_state(state_config)
-        opened.append(state)
-        return state
-
-    yield opener
-    for state in opened:
-        await state.close()
 
 
 async def eventually(read: Callable[[], Awaitable[T]], check: Callable[[T], bool]) -> T:
