@@ -7,13 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import sqlite3
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -26,7 +21,7 @@ from gateway.sandbox.catalog import CLIENT_ID
 from gateway.serving import serve_in_thread as running
 from gateway.settings import Settings
 from tests.fake_sitecore import FakeSitecore
-from tests.redisserver import answers
+from tests.redisserver import own_redis
 from tests.servers import free_port
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "decisions.yaml"
@@ -43,30 +38,6 @@ def sitecore() -> Iterator[tuple[str, FakeSitecore]]:
     fake = FakeSitecore()
     with running(fake) as url:
         yield url, fake
-
-
-@contextmanager
-def redis_with(*options: str) -> Iterator[str]:
-    """A redis-server of the test's own, with these persistence options."""
-    binary = shutil.which("redis-server")
-    assert binary is not None, "redis-server is not installed (make test installs it)"
-    port, folder = free_port(), tempfile.mkdtemp(prefix="ocgw-doctor-redis-")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", folder, *options],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        deadline = time.monotonic() + 10
-        while not answers(url):
-            assert process.poll() is None and time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def buyer_token(sandbox: str) -> str:
@@ -204,9 +175,10 @@ def test_an_upstream_that_is_not_ordercloud_fails_the_certs_check(
 def test_redis_persistence_is_reported_with_its_risk(
     tmp_path: Path, options: tuple[str, ...], status: str, said: str
 ) -> None:
-    with redis_with(*options) as url:
+    with own_redis(tmp_path / "redis", *options) as server:
+        upstream = f"http://127.0.0.1:{free_port()}"
         findings = asyncio.run(
-            diagnose(Settings(upstream_url=f"http://127.0.0.1:{free_port()}", store=url), timeout=2)
+            diagnose(Settings(upstream_url=upstream, store=server.url), timeout=2)
         )
     checks = by_check(findings)
     assert checks["store"].status == "ok" and "writable" in checks["store"].detail

@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -36,8 +34,9 @@ from gateway.serving import serve_in_thread as running
 from state import events as ev
 from state.redis.exposures import RedisExposures
 from tests.fake_sitecore import FakeSitecore
-from tests.redisserver import answers
-from tests.servers import free_port, gateway_process, wait_for
+from tests.redisserver import RedisProcess
+from tests.redisserver import own_redis as redis_process
+from tests.servers import gateway_process, wait_for
 from tracking.destinations.webhook import PREFIX
 
 pytestmark = pytest.mark.e2e
@@ -48,69 +47,10 @@ LINE_ADDED = PREFIX + ev.LINE_ADDED
 SHOPPERS = 8
 
 
-class RedisProcess:
-    """A `redis-server` of the test's own, which it may kill and start again on the same port and
-    folder. Every write is fsynced to the append-only file before Redis answers, so a kill loses
-    nothing Redis acknowledged: what a test then finds lost is the gateway's doing."""
-
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (.ci/run installs it)")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not wait_for(lambda: answers(self.url) or self.process.poll() is not None, 10):
-            raise RuntimeError(f"redis-server did not start on port {self.port}")
-        if self.process.poll() is not None:
-            raise RuntimeError(f"redis-server exited ({self.process.returncode})")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def pause(self) -> None:
-        """Hang Redis: connections stay open and nothing answers (a stalled host, a long fork)."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path / "redis")
-    server.start()
-    try:
+    with redis_process(tmp_path / "redis") as server:
         yield server
-    finally:
-        server.kill()
 
 
 @dataclass

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,8 +20,7 @@ from state import State, StateConfig, open_state
 from state.events import PRODUCT_VIEWED, Event
 from state.outbox import Delivery, Leased, Outbox
 from state.redis.spool import Spool
-from tests.redisserver import answers, drop, unique_prefix
-from tests.servers import free_port
+from tests.redisserver import drop, own_redis, unique_prefix
 
 pytestmark = pytest.mark.anyio
 
@@ -313,49 +311,10 @@ async def test_streams_are_trimmed_to_what_some_destination_still_needs(
 # -- Redis only: the spool while Redis is away --------------------------------------------------
 
 
-def launch(args: list[str], url: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not answers(url):
-        assert time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.05)
-    return process
-
-
-@contextmanager
-def own_redis(folder: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
-    """A redis-server of this test's own (with an fsync-always AOF, so a kill loses nothing),
-    which the test kills and starts again on the same port; the last process is the live one."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is needed for the outage test"
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
-    args += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
-    processes = [launch(args, url)]
-    try:
-        yield url, processes
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait()
-
-
-def kill(processes: list[subprocess.Popen[bytes]]) -> None:
-    processes[-1].send_signal(signal.SIGKILL)
-    processes[-1].wait()
-
-
-def restart(url: str, processes: list[subprocess.Popen[bytes]]) -> None:
-    processes.append(launch(list(processes[-1].args), url))  # type: ignore[arg-type]
-
-
 async def test_events_spool_while_redis_is_down_and_move_back_in_order(tmp_path: Path) -> None:
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    with own_redis(folder) as (url, processes):
+    with own_redis(tmp_path / "redis") as server:
         config = StateConfig(
-            url,
+            server.url,
             prefix=unique_prefix(),
             spool=tmp_path / "spool.db",
             lease_seconds=1.0,
@@ -365,7 +324,7 @@ async def test_events_spool_while_redis_is_down_and_move_back_in_order(tmp_path:
             box = state.outbox
             before = [event(f"v{i % 3}", i) for i in range(6)]
             await box.append(before, [["cdp"]] * 6, now=1.0, hold_until=0.0)
-            kill(processes)
+            server.kill()
             started = time.monotonic()
             during = [event(f"v{i % 3}", i) for i in range(6, 36)]
             held = during[-1]
@@ -376,7 +335,7 @@ async def test_events_spool_while_redis_is_down_and_move_back_in_order(tmp_path:
             assert time.monotonic() - started < 6, "an outage is noticed in seconds"
             assert box.spooled() == 30
             assert (await state.health())["outbox"].startswith("degraded")
-            restart(url, processes)
+            server.start()
             deadline = time.monotonic() + 10
             while box.spooled():
                 assert time.monotonic() < deadline, "the spool did not drain"
@@ -386,7 +345,7 @@ async def test_events_spool_while_redis_is_down_and_move_back_in_order(tmp_path:
             assert numbers(leased) == {f"v{k}": list(range(k, 36, 3)) for k in range(3)}
             last = leased.groups[held.visitor or ""][-1].event
             assert (last.id, last.data.get("hydrated")) == (held.id, True)
-        drop(url, config.prefix)
+        drop(server.url, config.prefix)
 
 
 def test_each_process_takes_its_own_spool_file_and_a_freed_one_is_taken_over(

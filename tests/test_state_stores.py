@@ -5,11 +5,8 @@ instances stand for two replicas (or two processes on one SQLite file)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +18,7 @@ from state import State, StateConfig, open_state
 from state.exposures import Exposure
 from state.profiles import Profile
 from state.versions import Version
-from tests.redisserver import answers
+from tests.redisserver import RedisProcess
 from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -372,35 +369,12 @@ async def test_every_call_raises_promptly_when_redis_is_down(tmp_path: Path) -> 
         await state.close()
 
 
-@contextmanager
-def private_redis(port: int, folder: Path) -> Iterator[None]:
-    """A redis-server of this test's own that keeps its data in an append-only file (so a
-    restart keeps the versions), stopped on exit."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is needed to test a restart"
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        + ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not answers(f"redis://127.0.0.1:{port}/0"):
-            assert process.poll() is None and time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.05)
-        yield
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
 async def test_version_changes_survive_a_redis_restart(tmp_path: Path) -> None:
     from state.redis import connect
     from state.redis.versions import RedisTableVersions
 
-    port = free_port()
-    config = StateConfig(f"redis://127.0.0.1:{port}/0", prefix="restart:")
+    server = RedisProcess(tmp_path / "redis")
+    config = StateConfig(server.url, prefix="restart:")
 
     async def publish(source: str) -> None:
         # A client of its own each time: only the watcher's way through the restart is tested.
@@ -413,17 +387,23 @@ async def test_version_changes_survive_a_redis_restart(tmp_path: Path) -> None:
     watcher = connect(config)
     changes = RedisTableVersions(watcher, config.prefix, poll_seconds=0.2).changes()
     try:
-        with private_redis(port, tmp_path):
+        server.start()
+        try:
             first = asyncio.ensure_future(anext(changes))
             await asyncio.sleep(0.2)  # the iterator takes note of the newest number
             await publish("a: 1\n")
             assert await asyncio.wait_for(first, 1.5) == 1
             following = asyncio.ensure_future(anext(changes))
+        finally:
+            server.kill()
         await asyncio.sleep(0.5)  # the iterator meets the outage: it must wait, not raise
         assert not following.done()
-        with private_redis(port, tmp_path):
+        server.start()
+        try:
             await publish("a: 2\n")
             assert await asyncio.wait_for(following, 2.5) == 2
             await changes.aclose()
+        finally:
+            server.kill()
     finally:
         await watcher.aclose()
