@@ -25,7 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import proxy as proxybench  # noqa: E402  (bench/proxy.py: upstream, token, process handling)
+import loadgen  # noqa: E402
+from processes import Processes, start_upstream, wait_ready  # noqa: E402
+from proxy import gateway_command, start_target  # noqa: E402
+from signing import buyer_token, public_jwk, signing_key  # noqa: E402
 
 TABLES = {
     "decided": """
@@ -66,7 +69,7 @@ def measure(
     results: dict[str, list[tuple[float, float]]] = {f"{t}:{c}": [] for t, c in keys}
     for number in range(rounds):
         for target, call in keys:
-            _, p50, p99, errors, non_2xx = proxybench.measure(
+            _, p50, p99, errors, non_2xx = loadgen.measure(
                 loader, targets[target] + calls[call], token, 1, seconds, 1 if number == 0 else 0
             )
             if errors or non_2xx:
@@ -83,20 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=3, help="load per target, call and round")
     parser.add_argument("--loader", choices=["auto", "wrk", "python"], default="auto")
     args = parser.parse_args(argv)
-    gateway = proxybench.gateway_command(None)
+    gateway = gateway_command(None)
     if gateway is None:
         print("ocgateway not found next to this Python or on PATH", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="ocgw-hooks-") as tmp:
         run = Path(tmp)
         run.chmod(0o755)  # nginx workers run unprivileged
-        processes = proxybench.Processes(run)
+        processes = Processes(run)
         try:
-            key = proxybench.signing_key()
-            upstream, kind = proxybench.start_upstream(
-                processes, run, proxybench.public_jwk(key), False
-            )
-            token = proxybench.buyer_token(key, upstream)
+            key = signing_key()
+            upstream, kind = start_upstream(processes, run, public_jwk(key), False)
+            token = buyer_token(key, upstream)
             settings = {
                 "plain": {},
                 "tracked": {"OCGW_TRACKING": "true", "OCGW_EVENTS_FILE": str(run / "events.jsonl")},
@@ -106,11 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                 settings[name] = {"OCGW_DECISIONS": str(run / f"{name}.yaml")}
             targets = {}
             for name, env in settings.items():
-                process, port = proxybench.start_target(
-                    processes, name, upstream, run, gateway, env
-                )
+                process, port = start_target(processes, name, upstream, run, gateway, env)
                 base = f"http://127.0.0.1:{port}"
-                proxybench.wait_ready(processes, name, process, base + "/healthz", {})
+                wait_ready(processes, name, process, base + "/healthz", {})
                 targets[name] = base
             calls = {"view": "/v1/me/products/prod-001", "list": "/v1/me/products"}
             loader = (

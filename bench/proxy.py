@@ -20,27 +20,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-import upstream as static_upstream
+from loadgen import Measurement, measure  # noqa: E402
+from processes import (  # noqa: E402
+    Processes,
+    Skip,
+    fetch,
+    free_port,
+    start_upstream,
+    wait_ready,
+)
+from signing import buyer_token, public_jwk, signing_key  # noqa: E402
 
 ROUTES = {"products": "/v1/me/products", "product": "/v1/me/products/prod-007"}
 IDENTITY_ON_TABLES = """
@@ -62,443 +64,6 @@ LABELS = {
     "gateway": "gateway (1 worker)",
     "gateway-w2": "gateway (2 workers)",
 }
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-READY_TIMEOUT = 30.0
-
-
-# --- the token ---
-
-
-def signing_key() -> Any:
-    """A fresh RSA key standing in for OrderCloud's token-signing key."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def public_jwk(key: Any, kid: str = "k1") -> dict[str, Any]:
-    """The JWK `/oauth/certs/{kid}` serves for `key`."""
-    import jwt
-
-    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
-    jwk.update({"kid": kid, "alg": "RS256", "use": "sig"})
-    return jwk
-
-
-def buyer_token(key: Any, audience: str, kid: str = "k1") -> str:
-    """A registered buyer's RS256 token with OrderCloud's claims; `aud` is the API base URL."""
-    import jwt
-
-    now = int(time.time())
-    claims = {
-        "usr": "jane@example.com",
-        "cid": "bench-storefront-client",
-        "u": "1920563",
-        "usrtype": "buyer",
-        "role": ["Shopper", "MeAdmin"],
-        "iss": "https://auth.ordercloud.io",
-        "aud": audience,
-        "exp": now + 7 * 24 * 3600,
-        "nbf": now - 60,
-    }
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
-
-
-# --- the two minimal pass-through proxies ---
-
-
-def _hop_by_hop(headers: Iterable[tuple[str, str]]) -> set[str]:
-    """RFC 9110 §7.6.1 hop-by-hop names, plus any named in Connection (all lower case)."""
-    names = set(HOP_BY_HOP)
-    for name, value in headers:
-        if name.lower() == "connection":
-            names.update(token.strip().lower() for token in value.split(","))
-    return names
-
-
-def _forward_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    pairs = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
-    drop = _hop_by_hop(pairs) | {"host"}
-    return [(name, value) for name, value in pairs if name.lower() not in drop]
-
-
-def _back_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    drop = _hop_by_hop(pairs)
-    return [
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in pairs
-        if name.lower() not in drop
-    ]
-
-
-def _has_body(headers: list[tuple[str, str]], raw: list[tuple[bytes, bytes]]) -> bool:
-    return any(name.lower() == b"transfer-encoding" for name, _ in raw) or any(
-        name.lower() == "content-length" and value.strip() != "0" for name, value in headers
-    )
-
-
-def _target(scope: dict[str, Any]) -> str:
-    """The raw path and query exactly as received."""
-    path = scope.get("raw_path") or scope["path"].encode()
-    query = scope.get("query_string", b"")
-    return (path + (b"?" + query if query else b"")).decode("latin-1")
-
-
-def httpx_app(upstream: str) -> Any:
-    """Starlette + httpx: stream the request up and the response back, nothing else."""
-    import httpx
-    from starlette.applications import Starlette
-    from starlette.background import BackgroundTask
-    from starlette.requests import Request
-    from starlette.responses import StreamingResponse
-    from starlette.routing import Route
-
-    clients: list[httpx.AsyncClient] = []
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-        async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
-            clients.append(client)
-            yield
-
-    async def forward(request: Request) -> StreamingResponse:
-        raw = request.scope["headers"]
-        headers = _forward_headers(raw)
-        body = request.stream() if _has_body(headers, raw) else None
-        outbound = clients[0].build_request(
-            request.method, upstream + _target(request.scope), headers=headers, content=body
-        )
-        answer = await clients[0].send(outbound, stream=True)
-        response = StreamingResponse(
-            answer.aiter_raw(),
-            status_code=answer.status_code,
-            background=BackgroundTask(answer.aclose),
-        )
-        response.raw_headers = _back_headers(answer.headers.multi_items())
-        return response
-
-    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    return Starlette(routes=[Route("/{path:path}", forward, methods=methods)], lifespan=lifespan)
-
-
-def aiohttp_app(upstream: str) -> Any:
-    """Starlette + aiohttp's client: stream the request up and the response back, nothing else."""
-    import aiohttp
-    from starlette.applications import Starlette
-    from starlette.background import BackgroundTask
-    from starlette.requests import Request
-    from starlette.responses import StreamingResponse
-    from starlette.routing import Route
-    from yarl import URL
-
-    sessions: list[aiohttp.ClientSession] = []
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=256)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=False
-        ) as session:
-            sessions.append(session)
-            yield
-
-    async def forward(request: Request) -> StreamingResponse:
-        raw = request.scope["headers"]
-        headers = _forward_headers(raw)
-        body = request.stream() if _has_body(headers, raw) else None
-        answer = await sessions[0].request(
-            request.method,
-            URL(upstream + _target(request.scope), encoded=True),
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-        )
-        response = StreamingResponse(
-            answer.content.iter_any(),
-            status_code=answer.status,
-            background=BackgroundTask(answer.release),
-        )
-        response.raw_headers = _back_headers(
-            [
-                (name.decode("latin-1"), value.decode("latin-1"))
-                for name, value in answer.raw_headers
-            ]
-        )
-        return response
-
-    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    return Starlette(routes=[Route("/{path:path}", forward, methods=methods)], lifespan=lifespan)
-
-
-def serve_floor(kind: str, port: int, upstream: str) -> None:
-    """Run one minimal proxy as a single uvicorn worker (this is the child process's whole job)."""
-    import uvicorn
-
-    app = httpx_app(upstream) if kind == "httpx" else aiohttp_app(upstream)
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        server_header=False,  # the upstream's Server and Date headers pass through instead
-        date_header=False,
-    )
-
-
-# --- processes ---
-
-
-class Skip(Exception):
-    """A target could not be measured; the message says why."""
-
-
-@dataclass
-class Processes:
-    """Every process the benchmark starts, each in its own process group, all stopped on exit."""
-
-    logs: Path
-    running: list[subprocess.Popen] = field(default_factory=list)
-
-    def start(
-        self, name: str, command: list[str], env: dict[str, str] | None = None
-    ) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        try:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise Skip(f"cannot start {command[0]}: {exc}") from None
-        finally:
-            log.close()
-        self.running.append(process)
-        return process
-
-    def log_tail(self, name: str, lines: int = 8) -> str:
-        """What the process printed last: the final line (usually the reason), then the tail."""
-        path = self.logs / f"{name}.log"
-        tail = (
-            (path.read_text(errors="replace") if path.exists() else "")
-            .strip()
-            .splitlines()[-lines:]
-        )
-        if not tail:
-            return "(it printed nothing)"
-        return tail[-1] + "".join("\n    " + line for line in tail)
-
-    def stop(self, process: subprocess.Popen) -> None:
-        """SIGTERM the process group, SIGKILL it after 5 s."""
-        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
-            if process.poll() is not None:
-                break
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                continue
-        try:  # workers may outlive a master that exited on its own
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if process in self.running:
-            self.running.remove(process)
-
-    def stop_all(self) -> None:
-        for process in reversed(list(self.running)):
-            self.stop(process)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def fetch(url: str, headers: dict[str, str], timeout: float = 5.0) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def wait_ready(
-    processes: Processes,
-    name: str,
-    process: subprocess.Popen | None,
-    url: str,
-    headers: dict[str, str],
-) -> bytes:
-    """Poll `url` until it answers 200 and return the body; Skip if the process dies or hangs."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise Skip(f"exited with status {process.returncode}: {processes.log_tail(name)}")
-        try:
-            status, body = fetch(url, headers)
-            if status == 200:
-                return body
-            last = f"HTTP {status}: {body[:200]!r}"
-        except (OSError, urllib.error.URLError) as exc:
-            last = str(exc)
-        time.sleep(0.1)
-    raise Skip(
-        f"not ready after {READY_TIMEOUT:.0f} s ({last}); it printed: {processes.log_tail(name)}"
-    )
-
-
-def start_upstream(
-    processes: Processes, run: Path, token_jwk: dict[str, Any], force_python: bool
-) -> tuple[str, str]:
-    """Start the static upstream; return (base URL, what serves it)."""
-    docs_root = run / "docs"
-    docs_root.mkdir()
-    static_upstream.write_documents(docs_root, static_upstream.documents(token_jwk))
-    port = free_port()
-    nginx = None if force_python else shutil.which("nginx")
-    if nginx:
-        config = run / "nginx.conf"
-        config.write_text(static_upstream.nginx_config(docs_root, port))
-        command = [nginx, "-p", str(run), "-e", str(run / "nginx-error.log"), "-c", str(config)]
-        kind = "nginx (static files, 1 worker)"
-    else:
-        command = [
-            sys.executable,
-            str(BENCH / "upstream.py"),
-            "--port",
-            str(port),
-            "--docs",
-            str(docs_root),
-        ]
-        kind = "bench/upstream.py (uvloop + httptools responder)"
-    process = processes.start("upstream", command)
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(processes, "upstream", process, base + "/v1/me", {})
-    return base, kind
-
-
-# --- load ---
-
-
-@dataclass
-class Measurement:
-    target: str
-    route: str
-    connections: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int = 0
-    non_2xx: int = 0
-
-
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
-
-
-def parse_wrk(output: str) -> tuple[float, float, float, int, int]:
-    """(req/s, p50 ms, p99 ms, socket errors, non-2xx/3xx responses) from `wrk --latency` output."""
-
-    def latency(percent: str) -> float:
-        match = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE)
-        if not match:
-            raise ValueError(f"no {percent}% latency in wrk output")
-        return float(match.group(1)) * _UNITS_MS[match.group(2)]
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if not rps:
-        raise ValueError("no Requests/sec in wrk output")
-    errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return (
-        float(rps.group(1)),
-        latency("50"),
-        latency("99"),
-        sum(int(n) for n in errors.groups()) if errors else 0,
-        int(non_2xx.group(1)) if non_2xx else 0,
-    )
-
-
-def measure(
-    loader: str, url: str, token: str, connections: int, duration: int, warmup: int
-) -> tuple[float, float, float, int, int]:
-    """Warm up, then load `url` for `duration` seconds; (req/s, p50, p99, errors, non-2xx)."""
-    try:
-        return _load(loader, url, token, connections, duration, warmup)
-    except subprocess.TimeoutExpired:
-        raise Skip(f"the load generator did not finish within {duration + warmup + 30} s") from None
-    except (ValueError, KeyError, IndexError) as exc:
-        raise Skip(f"unreadable load generator output: {exc}") from None
-
-
-def _load(
-    loader: str, url: str, token: str, connections: int, duration: int, warmup: int
-) -> tuple[float, float, float, int, int]:
-    header = f"Authorization: Bearer {token}"
-    limit = duration + warmup + 30
-    if loader == "wrk":
-        base = ["wrk", "-t1", f"-c{connections}", "--timeout", "10s", "-H", header]
-        if warmup:
-            subprocess.run(
-                [*base, f"-d{warmup}s", url], capture_output=True, timeout=limit, check=False
-            )
-        done = subprocess.run(
-            [*base, f"-d{duration}s", "--latency", url],
-            capture_output=True,
-            text=True,
-            timeout=limit,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise Skip(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
-        return parse_wrk(done.stdout)
-    command = [
-        sys.executable,
-        str(BENCH / "load.py"),
-        "--url",
-        url,
-        "--connections",
-        str(connections),
-        "--duration",
-        str(duration),
-        "--warmup",
-        str(warmup),
-        "--header",
-        header,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=limit, check=False)
-    if done.returncode != 0:
-        raise Skip(f"bench/load.py failed: {done.stderr.strip()[-500:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result["rps"], result["p50_ms"], result["p99_ms"], result["errors"], result["non_2xx"]
 
 
 # --- targets ---
@@ -526,16 +91,8 @@ def start_target(
     """Start one target's server on a free port."""
     port = free_port()
     if name in ("httpx", "aiohttp"):
-        command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--serve-floor",
-            name,
-            "--port",
-            str(port),
-            "--upstream-url",
-            upstream,
-        ]
+        floors = str(Path(__file__).resolve().parent / "floors.py")
+        command = [sys.executable, floors, name, "--port", str(port), "--upstream-url", upstream]
         return processes.start(name, command), port
     if gateway is None:
         raise Skip("`ocgateway` not found in the venv or on PATH (pass --gateway-cmd)")
@@ -728,9 +285,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PATH",
         help="write results as JSON to PATH (or stdout with no PATH)",
     )
-    parser.add_argument("--serve-floor", choices=["httpx", "aiohttp"], help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--upstream-url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.connections = [int(n) for n in args.connections.split(",") if n.strip()]
     args.routes = [r.strip() for r in args.routes.split(",") if r.strip()]
@@ -829,9 +383,6 @@ def bench(args: argparse.Namespace, processes: Processes, run: Path, log: Any) -
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.serve_floor:
-        serve_floor(args.serve_floor, args.port, args.upstream_url)
-        return 0
     out = sys.stderr if args.json == "-" else sys.stdout
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # all end in the cleanup below
         signal.signal(signum, _interrupt)
