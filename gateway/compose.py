@@ -10,9 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -42,7 +40,7 @@ from tracking.destinations.send import SendDestination
 from tracking.destinations.webhook import WebhookDestination
 from tracking.dispatcher import Destination, Policy
 from tracking.hydrate import Upstream
-from tracking.productfields import DEFAULT_FIELDS, ProductFields
+from tracking.productfields import DEFAULT_FIELDS
 from tracking.service import Identity, Routing, TrackingConfig, TrackingService
 
 log = logging.getLogger(__name__)
@@ -82,11 +80,6 @@ def decisions_config(settings: Settings) -> DecisionsConfig:
         budget=settings.personalize_timeout_ms / 1000,
         country_headers=settings.country_headers,
     )
-
-
-def cdp_pos(settings: Settings) -> str:
-    """The point of sale: configured, else the upstream's host name (it must exist in CDP)."""
-    return settings.cdp_pos or urlsplit(settings.upstream).hostname or "ocgateway"
 
 
 def _base(url: object) -> str:
@@ -143,11 +136,7 @@ class DestinationBuilder:
         self.settings = settings
         self.http = http
         self.browsers = browsers
-        self.fields = (
-            ProductFields.parse(settings.send_product_fields)
-            if settings.send_product_fields
-            else DEFAULT_FIELDS
-        )
+        self.fields = settings.product_fields or DEFAULT_FIELDS
         self._built: dict[tuple[str, str], Destination] = {}
 
     @staticmethod
@@ -185,10 +174,10 @@ class DestinationBuilder:
         if kind == "cdp":
             config = CdpConfig(
                 part.client_key,
-                part.pos or cdp_pos(settings),
+                part.pos or settings.point_of_sale,
                 part.channel,
                 part.order_mode,
-                product_fields=self.fields if settings.send_product_fields else None,
+                product_fields=settings.product_fields,
             )
             return CdpDestination(http, _base(part.url), config, self.browsers.resolve)
         if kind == "send":
@@ -216,14 +205,8 @@ def destinations(
     storefront has any destination."""
     build = DestinationBuilder(settings, http, browsers)
     if settings.events_file or not any(build(c, f) for c, f in storefronts(settings).items()):
-        return [FileDestination(settings.events_file or _beside_store(settings, "events.jsonl"))]
+        return [FileDestination(settings.events_path)]
     return []
-
-
-def _beside_store(settings: Settings, name: str) -> Path:
-    if StateConfig(settings.store).is_redis:
-        return Path(name)
-    return Path(settings.store).parent / name
 
 
 def tracker(
@@ -306,7 +289,7 @@ def flows(
             flow=front.cdp.personalize_flow,
             client_key=front.cdp.client_key,
             channel=front.cdp.channel,
-            pos=front.cdp.pos or cdp_pos(settings),
+            pos=front.cdp.pos or settings.point_of_sale,
             budget=settings.personalize_timeout_ms / 1000,
             segments_path=settings.personalize_segments_path,
             params=tuple(settings.personalize_params.items()),

@@ -29,7 +29,7 @@ import jwt
 from decisions.compile import compile_document, validate
 from decisions.errors import ValidationFailed
 from decisions.loader import read_source
-from gateway.compose import _beside_store, cdp_pos, state_config
+from gateway.compose import state_config
 from gateway.settings import Settings
 
 TIMEOUT = 5.0  # seconds per check
@@ -275,7 +275,9 @@ def _destinations(
     checks: list[tuple[str, Check]] = []
     if settings.cdp_url:
         cdp = str(settings.cdp_url).rstrip("/")
-        checks.append(("cdp", lambda: _cdp(http, cdp, settings.cdp_client_key, cdp_pos(settings))))
+        checks.append(
+            ("cdp", lambda: _cdp(http, cdp, settings.cdp_client_key, settings.point_of_sale))
+        )
     pairs = [
         ("send", settings.send_url, settings.send_site_id, "OCGW_SEND_SITE_ID"),
         ("discover", settings.discover_url, True, ""),
@@ -294,7 +296,7 @@ def _destinations(
         or settings.discover_url
         or settings.webhook_url
     ):
-        events = settings.events_file or _beside_store(settings, "events.jsonl")
+        events = settings.events_path
         checks.append(("events_file", lambda: asyncio.to_thread(_events_file, events)))
     return checks
 

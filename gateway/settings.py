@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from gateway.headers import COUNTRY_HEADERS
+from state import StateConfig
 from tracking.productfields import ProductFields
 
 
@@ -150,6 +152,28 @@ class Settings(BaseSettings):
     def upstream(self) -> str:
         """The upstream base URL without a trailing slash."""
         return str(self.upstream_url).rstrip("/")
+
+    @property
+    def point_of_sale(self) -> str:
+        """The CDP point of sale: configured, else the upstream's host name (it must exist in
+        the CDP tenant)."""
+        return self.cdp_pos or urlsplit(self.upstream).hostname or "ocgateway"
+
+    @property
+    def product_fields(self) -> ProductFields | None:
+        """The configured product field paths, or None for the defaults."""
+        fields = self.send_product_fields
+        return ProductFields.parse(fields) if fields else None
+
+    @property
+    def events_path(self) -> Path:
+        """The JSON lines destination: configured, else `events.jsonl` beside a SQLite store
+        (in the working folder with Redis)."""
+        if self.events_file is not None:
+            return self.events_file
+        if StateConfig(self.store).is_redis:
+            return Path("events.jsonl")
+        return Path(self.store).parent / "events.jsonl"
 
 
 def pairs(text: str) -> dict[str, str]:

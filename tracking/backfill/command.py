@@ -7,7 +7,6 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -16,7 +15,6 @@ from tracking.backfill.cdpbatch import BatchClient, BatchConfig, BatchError
 from tracking.backfill.ordercloud import OrderCloudConfig, OrderCloudError, OrderSource
 from tracking.backfill.records import RecordConfig
 from tracking.backfill.run import Backfill, BackfillJob, iso_utc
-from tracking.productfields import ProductFields
 
 
 def register(subparsers: Any) -> None:
@@ -58,11 +56,10 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"ocgateway backfill: set {', '.join(missing)}", file=sys.stderr)
         return 2
-    fields = settings.send_product_fields
     config = RecordConfig(
         channel=settings.cdp_channel,
-        pos=settings.cdp_pos or (urlsplit(settings.upstream).hostname or ""),
-        product_fields=ProductFields.parse(fields) if fields else None,
+        pos=settings.point_of_sale,
+        product_fields=settings.product_fields,
     )
     job = BackfillJob(
         out=args.out,
