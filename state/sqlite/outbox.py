@@ -261,7 +261,8 @@ class SqliteOutbox:
         hold_until: float,
     ) -> None:
         await self.store.write(
-            partial(append, events=events, routes=routes, now=now, hold_until=hold_until)
+            partial(append, events=events, routes=routes, now=now, hold_until=hold_until),
+            inline=True,
         )
 
     async def release(self, events: Sequence[Event]) -> None:
