@@ -5,7 +5,8 @@
 - a pin reorders a page without losing, duplicating or inventing an item;
 - evaluation is deterministic and a split is sticky: the same visitor gets the same variant on
   every call and after the document is compiled again, and a weight-0 variant is never chosen;
-- the proxy never sends a path outside /v1/ and /oauth/ upstream, whatever the encoding tricks.
+- the proxy never sends a path outside /v1/ and /oauth/ upstream, whatever the encoding tricks;
+- scrubbing's quick check never lets through what the full walk removes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from decisions.rewrite import Actions, parse_query, reorder_for, rewrite_query
 from gateway.operations import recognise
 from gateway.proxy import safe_path
 from gateway.upstream import Upstream
+from tracking.privacy import _walk, scrub
 
 settings.register_profile(
     "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -224,3 +226,26 @@ def test_only_v1_and_oauth_paths_ever_go_upstream(path: str) -> None:
 def test_the_route_table_recognises_nothing_outside_v1_and_oauth(method: str, path: str) -> None:
     if recognise(method, path) is not None:
         assert path.lower().startswith(_PREFIXES)
+
+
+# JSON-like values with secret keys (any case, also non-ASCII look-alikes such as the Kelvin sign,
+# which lower-cases to "k") and JWT-shaped strings mixed in with ordinary ones.
+_SCRUB_KEYS = st.sampled_from(
+    ["ID", "Name", "xp", "Password", "ACCESS_TOKEN", "toKen", "to\u212aen", "Café", "refresh_token"]
+)
+_SCRUB_TEXT = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["eyJhbGciOi.eyJzdWIi.sig", "x eyJabcd.efghij.k", "eyJ", "password:"]),
+)
+_SCRUB_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), _SCRUB_TEXT),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(_SCRUB_KEYS, inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_SCRUB_VALUES)
+def test_scrub_quick_check_agrees_with_the_walk(value: object) -> None:
+    assert scrub(value) == _walk(value)

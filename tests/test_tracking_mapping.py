@@ -9,7 +9,7 @@ import pytest
 from state import events as ev
 from tests.fakes_destinations import ANON, JANE, answer, make_call, token
 from tracking.mapping import anonymous_visitor, bearer_from_answer, events_for
-from tracking.privacy import not_tracked, scrub
+from tracking.privacy import _SECRET_KEYS, _SECRET_PARTS, not_tracked, scrub
 from tracking.service import TrackingConfig, tracked
 
 LINE = {
@@ -150,6 +150,10 @@ def test_scrub_removes_secrets_by_key_and_shape() -> None:
     cleaned = scrub({"Password": "p", "xp": {"note": f"t={jwt_}", "AccessToken": "a"}, "ok": [1]})
     assert cleaned == {"xp": {"note": "t=[redacted]"}, "ok": [1]}
     assert "eyJ" not in json.dumps(cleaned)
+
+
+def test_every_secret_key_contains_a_part_the_quick_check_looks_for() -> None:
+    assert all(any(part.decode() in key for part in _SECRET_PARTS) for key in _SECRET_KEYS)
 
 
 @pytest.mark.parametrize(
