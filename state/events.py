@@ -7,7 +7,7 @@ them with `sitecore.backbone.messages.`).
 
 from __future__ import annotations
 
-import uuid
+import random
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +41,17 @@ ALL_TYPES = frozenset(
 )
 
 
+_V4 = (0x4000 << 64) | (0x8000 << 48)  # the version and variant bits of a UUID 4
+_V4_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+
+
+def new_id() -> str:
+    """A random UUID 4, as hex: what `uuid.uuid4().hex` gives, in a tenth of the time (no
+    system call per event). Python's generator is seeded from the OS and again in every forked
+    process, so replicas and workers never share a sequence; an id need be unique, not secret."""
+    return f"{(random.getrandbits(128) & _V4_MASK) | _V4:032x}"
+
+
 @dataclass(slots=True)
 class Event:
     """One thing a shopper did, hydrated with what the destinations need.
@@ -52,7 +63,7 @@ class Event:
     type: str
     visitor: str | None
     occurred_at: float  # epoch seconds
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=new_id)
     anonymous: bool = True
     previous_visitor: str | None = None  # the anonymous visitor an identify stitches in
     browser_id: str | None = None
