@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -65,16 +66,20 @@ def answer(value: Any) -> bytes:
 
 
 class FakeUpstream:
-    """`get_json` over a dict of path -> (status, json); remembers (path, token) per call."""
+    """`get_json` over a dict of path -> (status, json); remembers (path, token) per call.
+    While `gate` is set to an unset event, answers wait for it (a slow OrderCloud)."""
 
     def __init__(self, routes: dict[str, tuple[int, Any]]) -> None:
         self.routes = routes
         self.calls: list[tuple[str, str | None]] = []
+        self.gate: asyncio.Event | None = None
 
     async def get_json(
         self, path_and_query: str, token: str | None, timeout: float | None = None
     ) -> tuple[int, Any]:
         self.calls.append((path_and_query, token))
+        if self.gate is not None:
+            await self.gate.wait()
         return self.routes.get(path_and_query, (404, {"Errors": [{"ErrorCode": "NotFound"}]}))
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from gateway import compose
+from gateway.call import Call
 from gateway.settings import Settings
 from state.exposures import Exposure
 from tests.fakes_destinations import (
@@ -512,3 +515,40 @@ async def test_a_products_categories_are_looked_up_once_even_when_it_has_none(ri
     lookups = [path for path, _ in rig.upstream.calls if path.startswith("/v1/me/categories")]
     assert lookups == ["/v1/me/categories?productID=p2&depth=all&pageSize=100"]
     assert [e["payload"].get("categories") for e in rig.hook()] == [[], [], []]
+
+
+async def test_a_view_held_behind_an_earlier_one_is_not_looked_up_again(rig: Rig) -> None:
+    def view(product: str) -> Call:
+        return make_call("GET", f"/v1/me/products/{product}", visitor=JANE, bearer=NEW_TOKEN)
+
+    await rig.service.record(view("p2"), 200, answer({"ID": "p2"}))
+    await rig.drained()  # p2's categories are known from here on
+    await rig.service.record(view("p1"), 200, answer({"ID": "p1"}))  # held: p1's are not
+    await rig.service.record(view("p2"), 200, answer({"ID": "p2"}))  # held behind it
+    await rig.drained()
+    lookups = [path for path, _ in rig.upstream.calls if path.startswith("/v1/me/categories")]
+    assert lookups == [
+        "/v1/me/categories?productID=p2&depth=all&pageSize=100",
+        "/v1/me/categories?productID=p1&depth=all&pageSize=100",
+    ]
+    assert [e["payload"]["product"]["ID"] for e in rig.hook()] == ["p2", "p1", "p2"]
+
+
+async def test_a_view_held_for_hydration_does_not_hold_back_the_visitors_next_view(
+    rig: Rig,
+) -> None:
+    def view(product: str) -> Call:
+        return make_call("GET", f"/v1/me/products/{product}", visitor=JANE, bearer=NEW_TOKEN)
+
+    await rig.service.record(view("p2"), 200, answer({"ID": "p2"}))
+    await rig.drained()  # p2's categories and jane's browser id are known from here on
+    rig.upstream.gate = asyncio.Event()  # p1's look-up takes a while
+    await rig.service.record(view("p1"), 200, answer({"ID": "p1"}))  # held: p1's are not known
+    await rig.service.record(view("p2"), 200, answer({"ID": "p2"}))
+    with closing(sqlite3.connect(rig.settings.store)) as db:
+        released = [r for (r,) in db.execute("SELECT released FROM events ORDER BY seq")]
+    assert released == [1, 0, 1]  # the second p2 went ready, behind p1
+    rig.upstream.gate.set()
+    await rig.drained()
+    assert [e["payload"]["product"]["ID"] for e in rig.hook()] == ["p2", "p1", "p2"]
+    assert len({e["browser_id"] for e in rig.hook()}) == 1

@@ -147,7 +147,7 @@ class TrackingService:
         self._background: set[asyncio.Task[Any]] = set()
         self._categories: TTLCache[str, list[str]] = TTLCache(maxsize=20_000, ttl=600)
         self._settling: dict[str, asyncio.Future[None]] = {}  # last unsettled event per key
-        self._held: Counter[str] = Counter()  # held events settling per key (may set browser ids)
+        self._rebinding: Counter[str] = Counter()  # held events per key that may set browser ids
         self._sweeper: asyncio.Task[None] | None = None
         self._unstored: list[Exposure] = []  # exposures the store refused, retried in order
         self._storing: asyncio.Task[None] | None = None
@@ -238,8 +238,14 @@ class TrackingService:
         kind = call.operation.kind
         token = bearer_from_answer(body) if kind in (ops.TOKEN, ops.REGISTER) else call.token
         now = self.clock()
-        ready = [e for e in events + exposed if self._ready(e, token)]
-        held = [e for e in events + exposed if e not in ready]
+        ready: list[Event] = []
+        held: list[Event] = []
+        for event in events + exposed:
+            (ready if self._ready(event, token) else held).append(event)
+        # Counted before the first await: a call of the same visitor recorded meanwhile must
+        # not go ready with a browser id one of these may still change.
+        rebinding = [e.order_key for e in held if self._may_rebind(e)]
+        self._rebinding.update(rebinding)
         hold_until = now + self.config.hydrate_timeout + self.config.hold_grace
         writes = [self._store_exposures(list(exposures))] if exposures else []
         if ready:
@@ -247,17 +253,38 @@ class TrackingService:
         if held:
             routes = [self._routes(e) for e in held]
             writes.append(self.outbox.append(held, routes, now, hold_until))
-        await asyncio.gather(*writes)
+        try:
+            await (writes[0] if len(writes) == 1 else asyncio.gather(*writes))
+        except BaseException:
+            for key in rebinding:
+                self._rebound(key)
+            raise
         self.counts["recorded"] += len(ready) + len(held)
         if ready:
             self._wake()
         for event in ready:
             self._spawn(self._settle(event, None, released=True))
         for event in held:
-            self._held[event.order_key] += 1
             if event.type == ev.IDENTIFIED:  # decisions wait for this profile (see _settle)
                 self.pending.begin(event.order_key)
-            self._spawn(self._settle(event, token, released=False))
+            rebinds = event.order_key in rebinding
+            self._spawn(self._settle(event, token, released=False, rebinds=rebinds))
+
+    def _rebound(self, key: str) -> None:
+        self._rebinding[key] -= 1
+        if not self._rebinding[key]:
+            del self._rebinding[key]
+
+    def _may_rebind(self, event: Event) -> bool:
+        """Whether settling this held event may change its visitor's browser id: it stitches in
+        an earlier visitor, its visitor is not known yet, none is known for the visitor here, or
+        it brings another. Views held only for hydration do not, so they hold nothing back."""
+        cached = self.browsers.cached(event.visitor)
+        return bool(
+            event.previous_visitor
+            or cached is None
+            or (event.browser_id and event.browser_id != cached)
+        )
 
     async def _store_exposures(self, exposures: list[Exposure]) -> None:
         """Store exposures for the experiment report. A store that is down (Redis away) must not
@@ -292,13 +319,13 @@ class TrackingService:
         """Whether the event is final as recorded: nothing to hydrate, and its browser id known."""
         if event.type not in _READY_TYPES or event.previous_visitor:
             return False
-        if self._held[event.order_key]:  # an earlier held event may still settle a browser id
-            return False
         if token and event.type == ev.PRODUCT_VIEWED:
             known = self._categories.get(str((event.data.get("product") or {}).get("ID")))
             if known is None:
                 return False
-            event.data["categories"] = known
+            event.data["categories"] = known  # held or not, no look-up needed (see _hydrate)
+        if self._rebinding[event.order_key]:  # its browser id may be about to change
+            return False
         cached = self.browsers.cached(event.visitor)
         event.browser_id = event.browser_id or cached
         return bool(event.browser_id) and event.browser_id == cached
@@ -333,7 +360,9 @@ class TrackingService:
         for dispatcher in self.dispatchers:
             dispatcher.wake()
 
-    async def _settle(self, event: Event, token: str | None, released: bool) -> None:
+    async def _settle(
+        self, event: Event, token: str | None, released: bool, rebinds: bool = False
+    ) -> None:
         """Settle in record order per visitor, hydrating concurrently; see `_hydrate_and_settle`."""
         key = event.order_key
         earlier = self._settling.get(key)
@@ -345,10 +374,8 @@ class TrackingService:
             turn.set_result(None)
             if self._settling.get(key) is turn:
                 del self._settling[key]
-            if not released:
-                self._held[key] -= 1
-                if not self._held[key]:
-                    del self._held[key]
+            if rebinds:
+                self._rebound(key)
             if event.type == ev.IDENTIFIED and not released:
                 self.pending.end(key)
 
@@ -363,7 +390,7 @@ class TrackingService:
         login's carry-over reaches the events after it. Each step fails open."""
         if token and not released:
             try:
-                if event.type in _HYDRATED:
+                if _needs_hydration(event):
                     await hydrate(event, token, self.upstream, self.config.hydrate_timeout)
                 if event.type == ev.PRODUCT_VIEWED and "categories" in event.data:
                     product = str((event.data.get("product") or {}).get("ID"))
@@ -425,6 +452,15 @@ class TrackingService:
         elif supplied and event.previous_visitor:
             await self.browsers.remember(event.previous_visitor, supplied)
         event.browser_id = await self.browsers.resolve(event.visitor, supplied)
+
+
+def _needs_hydration(event: Event) -> bool:
+    """Whether hydration adds anything. A view held only behind its visitor's earlier held event
+    already has its categories: looking them up again would make each such view hold the next
+    one (a shopper browsing faster than hydration would be hydrated on every view)."""
+    if event.type == ev.PRODUCT_VIEWED:
+        return "categories" not in event.data
+    return event.type in _HYDRATED
 
 
 def _abandoned(cart: IdleCart, now: float) -> Event:
