@@ -41,7 +41,7 @@ class Policy:
     base_delay: float = 0.5
     max_delay: float = 300.0
     concurrency: int = 8  # visitors in flight per destination (httpx slows down past ~8)
-    per_key: int = 20  # deliveries of one visitor taken per round
+    per_key: int = 20  # deliveries of one visitor taken per round (one-at-a-time destinations)
     poll: float = 1.0  # longest idle wait; new events wake the dispatcher sooner
     linger: float = 0.05  # batch destinations: gather this long after a part-full batch
     breaker: Breaker = field(default_factory=Breaker)
@@ -115,7 +115,11 @@ class Dispatcher:
             if probing and self._inflight:
                 await self._idle(self.policy.poll)
                 continue
-            per_key = 1 if probing else self.policy.per_key
+            # A batch goes as one request in record order, so one busy visitor may fill it;
+            # chains of single sends take `per_key` per visitor, so the others get their turn.
+            per_key = (
+                1 if probing else (self.destination.max_batch if batching else self.policy.per_key)
+            )
             limit = 1 if probing else (self.destination.max_batch if batching else room * per_key)
             try:
                 leased = await self.outbox.lease(
