@@ -232,3 +232,24 @@ async def test_stop_drains_in_flight_deliveries(box: Outbox) -> None:
     await dispatcher.stop(2)
     assert (await stats(box))["delivered"] == 1
     await client.aclose()
+
+
+async def test_a_batch_destination_takes_one_busy_visitors_events_in_one_batch(
+    box: Outbox,
+) -> None:
+    batches: list[list[str]] = []
+
+    class Batches:
+        name = "batches"
+        accepts = frozenset({"orders.lines.added"})
+        max_batch = 100
+
+        async def send(self, events: list[Event]) -> None:
+            batches.append([e.id for e in events])
+
+    events = await put(box, "batches", ["v1"] * 60)
+    dispatcher = Dispatcher(box, Batches(), fast())
+    dispatcher.start()
+    await settle(box, {"delivered": 60}, dest="batches")
+    await dispatcher.stop(1)
+    assert batches == [[e.id for e in events]]  # one request, in record order
