@@ -63,6 +63,28 @@ end
 return n
 """
 
+# Append a batch: each record to its partition stream (if routed anywhere) and to `recent`,
+# then the pending counters. KEYS: recent, the partition streams, the counters. ARGV: recent's
+# length, the record and stream counts, 7 values per record (its stream's index in KEYS, 0 for
+# none; body, event id, order key, destinations, queued at, held until), one count per counter.
+_APPEND = """
+local n, streams, i = tonumber(ARGV[2]), tonumber(ARGV[3]), 4
+for _ = 1, n do
+  local s = tonumber(ARGV[i])
+  if s > 0 then
+    redis.call('XADD', KEYS[s], '*', 'e', ARGV[i + 1], 'i', ARGV[i + 2], 'k', ARGV[i + 3],
+               'd', ARGV[i + 4], 'q', ARGV[i + 5], 'h', ARGV[i + 6])
+  end
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
+  i = i + 7
+end
+for k = streams + 2, #KEYS do
+  redis.call('INCRBY', KEYS[k], ARGV[i])
+  i = i + 1
+end
+return n
+"""
+
 Outage = (RedisError, OSError)
 
 
@@ -118,6 +140,7 @@ class RedisOutbox:
         self._queues: dict[str, _Queue] = {}
         self._groups: set[str] = set()  # destinations whose groups exist on every partition
         self._ack = client.register_script(_ACK)
+        self._append_script = client.register_script(_APPEND)
         self._spooled = 0  # records in the spool, counted before they are written
         self._mover: asyncio.Task[None] | None = None
         self._maintainer: asyncio.Task[None] | None = None
@@ -125,6 +148,7 @@ class RedisOutbox:
         # Group commit: appends that arrive while one is in flight go together in the next one.
         self._waiting: list[tuple[list[Record], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._flushing = False  # a batch is being written (by its caller or the flusher)
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -184,29 +208,45 @@ class RedisOutbox:
         records = [Record.of(e, r, now, hold_until) for e, r in zip(events, routes, strict=True)]
         if not records:
             return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((records, done))
-        if self._flusher is None or self._flusher.done():
+        if self._flushing:  # a batch is in flight: go in the next one, with whoever else waits
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting.append((records, done))
+            await done
+            return
+        # Nothing in flight (a lone shopper's call): write it from here, without a task's hop.
+        self._flushing = True
+        try:
+            await self._store(records)
+        finally:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """After a batch: the callers who queued meanwhile go in the next one (one in flight)."""
+        if self._waiting:
             self._flusher = asyncio.create_task(self._flush(), name="outbox-append")
-        await done
+        else:
+            self._flushing = False
 
     async def _flush(self) -> None:
-        """Write what callers are waiting on in as few round trips as possible: one MULTI (or one
-        spool transaction) per batch, however many callers it holds; one batch in flight."""
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                await self._store([r for records, _ in batch for r in records])
-            except BaseException as exc:  # noqa: BLE001 - each caller learns of it
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+        """Write what callers are waiting on in as few round trips as possible: one script call
+        (or one spool transaction) per batch, however many callers it holds."""
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await self._store([r for records, _ in batch for r in records])
+                except BaseException as exc:  # noqa: BLE001 - each caller learns of it
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._flushing = False
 
     async def _store(self, records: list[Record]) -> None:
         if not self._spooled:  # while anything is spooled, newer events queue behind it
@@ -224,29 +264,34 @@ class RedisOutbox:
         self._start_mover()
 
     async def _push(self, records: Sequence[Record]) -> None:
-        """One round trip for the batch, all or nothing (MULTI): no half-appended batch to spool."""
+        """One round trip for the batch, all or nothing (one script): no half-appended batch
+        to spool. One command instead of a MULTI of several halves what the client spends on a
+        shopper's append, and each body crosses the wire once."""
         await self._ensure_groups({d for r in records for d in r.routes})
+        streams: dict[str, int] = {}  # stream key -> its index in KEYS
         counts: dict[str, int] = {}
-        pipe = self.client.pipeline(transaction=True)
+        args: list[bytes | str | int] = []
         for r in records:
+            where = 0
             if r.routes:
-                pipe.xadd(
-                    self._stream(partition_of(r.key, self.config.partitions)),
-                    {
-                        b"e": r.body,
-                        b"i": r.event_id,
-                        b"k": r.key,
-                        b"d": orjson.dumps(r.routes),
-                        b"q": repr(r.queued_at),
-                        b"h": repr(r.hold_until),
-                    },
-                )
+                stream = self._stream(partition_of(r.key, self.config.partitions))
+                where = streams.setdefault(stream, len(streams) + 2)
+            args += [
+                where,
+                r.body,
+                r.event_id,
+                r.key,
+                orjson.dumps(r.routes),
+                repr(r.queued_at),
+                repr(r.hold_until),
+            ]
             for dest in r.routes:
                 counts[dest] = counts.get(dest, 0) + 1
-            pipe.xadd(self._key("recent", "events"), {b"e": r.body}, maxlen=RECENT)
-        for dest, n in counts.items():
-            pipe.incrby(self._key("pending", dest), n)
-        await pipe.execute()
+        keys = [self._key("recent", "events"), *streams]
+        keys += [self._key("pending", dest) for dest in counts]
+        await self._append_script(
+            keys=keys, args=[RECENT, len(records), len(streams), *args, *counts.values()]
+        )
 
     async def _ensure_groups(self, dests: Collection[str]) -> None:
         """A destination's groups exist before the first entry routed to it: trimming never drops
