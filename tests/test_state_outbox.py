@@ -308,6 +308,24 @@ async def test_streams_are_trimmed_to_what_some_destination_still_needs(
         assert sum(lengths) <= 3, lengths  # what the file group has not acked stays
 
 
+async def test_a_delivery_retried_then_acked_leaves_no_retry_state(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    config = StateConfig(redis_url, prefix=redis_prefix, spool=tmp_path / "s.db", partitions=2)
+    async with opened(config) as state:
+        box = state.outbox
+        await box.append([event(f"v{i}", i) for i in range(6)], [["cdp"]] * 6, 1.0, 0.0)
+        for delivery in flat(await lease(box, "cdp", 2.0)):
+            await box.retry("cdp", delivery, 3.0, "HTTP 503", dead=False)
+        retries = f"{redis_prefix}retry:cdp"
+        assert await box.client.hlen(retries) == 6  # type: ignore[attr-defined]
+        again = flat(await lease(box, "cdp", 4.0))
+        assert sorted(d.attempts for d in again) == [1] * 6
+        await box.ack("cdp", again)  # spread over both partitions: one script call each
+        assert await box.client.hlen(retries) == 0  # type: ignore[attr-defined]
+        assert (await box.stats())["cdp"] == {"pending": 0, "delivered": 6, "dead": 0}
+
+
 # -- Redis only: the spool while Redis is away --------------------------------------------------
 
 

@@ -33,6 +33,7 @@ import logging
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -53,12 +54,19 @@ TRIM_EVERY = 15  # maintenance rounds (each a third of the lease time) between t
 MOVE_BATCH = 500  # spooled records pushed to Redis per round trip
 
 # Ack entries and keep the counters exact: a second ack of the same entry (a duplicate
-# delivery after a take-over) acks nothing and counts nothing.
+# delivery after a take-over) acks nothing and counts nothing. KEYS: the stream, the pending
+# counter, then (a delivery) the delivered counter and the retry hash, whose fields for these
+# entries ("{partition}:{id}") go. ARGV: the group, the partition, the entry ids.
 _ACK = """
-local n = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+local n = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3))
 if n > 0 then
   redis.call('DECRBY', KEYS[2], n)
   if KEYS[3] then redis.call('INCRBY', KEYS[3], n) end
+end
+if KEYS[4] then
+  local refs = {}
+  for i = 3, #ARGV do refs[#refs + 1] = ARGV[2] .. ':' .. ARGV[i] end
+  redis.call('HDEL', KEYS[4], unpack(refs))
 end
 return n
 """
@@ -412,44 +420,62 @@ class RedisOutbox:
             pass
 
     async def _read(self, dest: str, queue: _Queue) -> bool:
-        """One pipelined read; true if a partition just finished claiming and may read on."""
-        plan = []
-        pipe = self.client.pipeline(transaction=False)
+        """One pipelined read; true if a partition just finished claiming and may read on.
+        Partitions taking over claim one by one (XAUTOCLAIM); new entries of every other
+        partition with room come in one XREADGROUP over all their streams."""
+        claiming: list[int] = []
+        reading: dict[str, int] = {}  # stream -> partition
+        count = self.window
         for p, part in queue.parts.items():
             room = self.window - len(part.window)
             if room < self.window // 4 and part.window:
                 continue
-            stream = self._stream(p)
             if part.claiming:
-                pipe.xautoclaim(
-                    stream, dest, self.config.replica, 0, start_id=part.cursor, count=room
-                )
+                claiming.append(p)
             else:
-                pipe.xreadgroup(dest, self.config.replica, {stream: ">"}, count=room)
-            plan.append(p)
-        if not plan:
+                reading[self._stream(p)] = p
+                count = min(count, room)
+        if not claiming and not reading:
             return False
+        pipe = self.client.pipeline(transaction=False)
+        for p in claiming:
+            room = self.window - len(queue.parts[p].window)
+            pipe.xautoclaim(
+                self._stream(p),
+                dest,
+                self.config.replica,
+                0,
+                start_id=queue.parts[p].cursor,
+                count=room,
+            )
+        if reading:
+            pipe.xreadgroup(dest, self.config.replica, dict.fromkeys(reading, ">"), count=count)
         replies = await pipe.execute(raise_on_error=False)
-        claimed: list[tuple[int, _Entry]] = []
-        read_on = False
-        unrouted: dict[int, list[bytes]] = {}
-        for p, reply in zip(plan, replies, strict=True):
+        for reply in replies:
             if isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
                 self._groups.discard(dest)  # Redis lost its data: recreate at the next lease
-                continue
+                return False
             if isinstance(reply, Exception):
                 raise reply
+        found: list[tuple[int, bool, list[Any]]] = []
+        read_on = False
+        for p, reply in zip(claiming, replies, strict=False):
             part = queue.parts.get(p)
             if part is None:  # handed over while we read: its next owner claims what we read
                 continue
-            claiming = part.claiming
-            if claiming:
-                cursor, items = reply[0], reply[1]
-                part.cursor = cursor
-                part.claiming = cursor != b"0-0"
-                read_on = read_on or not part.claiming
-            else:
-                items = reply[0][1] if reply else []
+            part.cursor = reply[0]
+            part.claiming = part.cursor != b"0-0"
+            read_on = read_on or not part.claiming
+            found.append((p, True, reply[1]))
+        if reading:
+            for stream, items in replies[-1] or []:
+                p = reading[stream.decode()]
+                if p in queue.parts:
+                    found.append((p, False, items))
+        claimed: list[tuple[int, _Entry]] = []
+        unrouted: dict[int, list[bytes]] = {}
+        for p, was_claimed, items in found:
+            part = queue.parts[p]
             for stream_id, values in items:
                 if not values:
                     continue  # deleted while pending
@@ -458,7 +484,7 @@ class RedisOutbox:
                     continue
                 entry = _entry(stream_id, values)
                 part.window[stream_id] = entry
-                if claiming:
+                if was_claimed:
                     claimed.append((p, entry))
         await self._settle(dest, claimed, unrouted)
         return read_on
@@ -561,14 +587,15 @@ class RedisOutbox:
         for d in deliveries:
             p, sid, _ = self._entry_at(destination, d.ref)
             by_partition.setdefault(p, []).append(sid)
-        pending, done = self._key("pending", destination), self._key("delivered", destination)
-        pipe = self.client.pipeline(transaction=False)
-        for p, ids in by_partition.items():
-            await self._ack(
-                keys=[self._stream(p), pending, done], args=[destination, *ids], client=pipe
+        # One script call per partition (a pipeline holding a script first asks Redis whether
+        # the script exists: a second round trip for every ack).
+        keys = [self._key(kind, destination) for kind in ("pending", "delivered", "retry")]
+        await asyncio.gather(
+            *(
+                self._ack(keys=[self._stream(p), *keys], args=[destination, p, *ids])
+                for p, ids in by_partition.items()
             )
-        pipe.hdel(self._key("retry", destination), *(d.ref for d in deliveries))
-        await pipe.execute()
+        )
         self._forget(destination, by_partition)
 
     def _forget(self, dest: str, by_partition: dict[int, list[bytes]]) -> None:
@@ -605,7 +632,7 @@ class RedisOutbox:
         )
         await self._ack(
             keys=[self._stream(p), self._key("pending", destination)],
-            args=[destination, sid],
+            args=[destination, p, sid],
             client=pipe,
         )
         pipe.hdel(self._key("retry", destination), delivery.ref)
