@@ -12,7 +12,8 @@ each target in turn as its own process (one uvicorn worker, uvloop + httptools):
 with wrk (or bench/load.py when wrk is absent) at 1 and 64 connections, carrying a real RS256 buyer
 token, and prints a table plus the ratios the project's targets are stated in. See bench/README.md.
 
-    .venv/bin/python bench/proxy.py [--duration 5] [--routes products,product] [--json out.json]
+    .venv/bin/python bench/proxy.py [--duration 5] [--rounds 3] [--routes products,product]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,6 +117,56 @@ def start_target(
     return processes.start(name, command, env), port
 
 
+def _own_prefix(gateway_env: dict[str, str], name: str) -> dict[str, str]:
+    """Each target its own Redis key prefix: targets running side by side (one replica, two)
+    must not become replicas of one another."""
+    if "OCGW_REDIS_PREFIX" not in gateway_env:
+        return gateway_env
+    return {**gateway_env, "OCGW_REDIS_PREFIX": f"{gateway_env['OCGW_REDIS_PREFIX']}{name}:"}
+
+
+def _medians(rounds: list[list[Measurement]]) -> list[Measurement]:
+    """One Measurement per target, route and concurrency: the median of each figure over the
+    rounds (errors summed)."""
+    grouped: dict[tuple[str, str, int], list[Measurement]] = {}
+    for measured in rounds:
+        for m in measured:
+            grouped.setdefault((m.target, m.route, m.connections), []).append(m)
+    return [
+        Measurement(
+            *key,
+            statistics.median(m.rps for m in ms),
+            statistics.median(m.p50_ms for m in ms),
+            statistics.median(m.p99_ms for m in ms),
+            sum(m.errors for m in ms),
+            sum(m.non_2xx for m in ms),
+        )
+        for key, ms in grouped.items()
+    ]
+
+
+def _median_rows(per_round: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The ratio rows, each the median of its value over the rounds (a ratio taken within one
+    round compares targets measured minutes apart at most)."""
+    if not per_round:
+        return []
+    rows = []
+    for i, row in enumerate(per_round[0]):
+        values = [r[i]["value"] for r in per_round if r[i]["value"] is not None]
+        value = statistics.median(values) if values else None
+        met = None if value is None else _meets(row["target"], value)
+        rows.append({**row, "value": value, "met": met})
+    return rows
+
+
+def _meets(target: str, value: float) -> bool | None:
+    """Whether `value` meets a stated target such as '>= 1.0' or '<= 1.0 ms'."""
+    if not target:
+        return None
+    op, number = target.split()[:2]
+    return value >= float(number) if op == ">=" else value <= float(number)
+
+
 # --- report ---
 
 
@@ -186,7 +238,8 @@ def report(document: dict[str, Any], out: Any) -> None:
     """The human-readable table and ratios."""
     print(
         f"\nupstream: {document['upstream']}; load: {document['loader']}, "
-        f"{document['duration_s']} s per point after {document['warmup_s']} s warm-up; "
+        f"{document['duration_s']} s per point after {document['warmup_s']} s warm-up, "
+        f"median of {document['rounds']} interleaved round(s); "
         f"{document['cpus']} CPUs\n",
         file=out,
     )
@@ -245,6 +298,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--connections", default="1,64", help="comma-separated concurrencies (default 1,64)"
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="interleaved rounds over every target; figures are medians (default 1)",
+    )
+    parser.add_argument(
         "--routes",
         default="products",
         help=f"comma-separated, from {','.join(ROUTES)} (default products)",
@@ -297,8 +356,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ]
     if unknown:
         parser.error(f"unknown route or target: {', '.join(unknown)}")
-    if args.duration < 1 or args.warmup < 0:
-        parser.error("--duration must be >= 1 and --warmup >= 0 (whole seconds)")
+    if args.duration < 1 or args.warmup < 0 or args.rounds < 1:
+        parser.error("--duration and --rounds must be >= 1 and --warmup >= 0 (whole seconds)")
     if args.loader == "wrk" and not shutil.which("wrk"):
         parser.error("--loader wrk: wrk is not installed (apt-get install -y wrk)")
     if args.upstream == "nginx" and not shutil.which("nginx"):
@@ -333,14 +392,14 @@ def bench(args: argparse.Namespace, processes: Processes, run: Path, log: Any) -
     auth = {"Authorization": f"Bearer {token}"}
     expected = {route: fetch(upstream + path, auth)[1] for route, path in ROUTES.items()}
     gateway = gateway_command(args.gateway_cmd)
-    results: list[Measurement] = []
     skipped: dict[str, str] = {}
+    running: dict[str, tuple[subprocess.Popen | None, str]] = {}
     for name in args.targets:
         process, base = None, upstream
         try:
             if name != "direct":
                 process, port = start_target(
-                    processes, name, upstream, run, gateway, args.gateway_env
+                    processes, name, upstream, run, gateway, _own_prefix(args.gateway_env, name)
                 )
                 base = f"http://127.0.0.1:{port}"
             for route in args.routes:
@@ -349,33 +408,55 @@ def bench(args: argparse.Namespace, processes: Processes, run: Path, log: Any) -
                     notes.append(
                         f"{LABELS[name]} answered {route} with a body different from the upstream's"
                     )
-                for conns in args.connections:
-                    numbers = measure(
-                        loader, base + ROUTES[route], token, conns, args.duration, args.warmup
-                    )
-                    if process is not None and process.poll() is not None:
-                        raise Skip(f"died during the run: {processes.log_tail(name)}")
-                    m = Measurement(name, route, conns, *numbers)
-                    results.append(m)
-                    print(
-                        f"[bench] {LABELS[name]:<20} {route:<9} c={conns:<3} {m.rps:>9,.0f} req/s  "
-                        f"p50 {m.p50_ms:7.2f} ms  p99 {m.p99_ms:7.2f} ms",
-                        file=log,
-                    )
+            running[name] = (process, base)
         except Skip as exc:
             skipped[name] = str(exc)
             print(f"[bench] {LABELS[name]}: skipped: {exc}", file=log)
-        finally:
             if process is not None:
                 processes.stop(process)
+    # Interleaved rounds: every target is measured once per round, so a noisy minute on the
+    # machine hits all of them alike; each figure is the median over the rounds.
+    rounds: list[list[Measurement]] = []
+    for number in range(args.rounds):
+        measured: list[Measurement] = []
+        for name, (process, base) in list(running.items()):
+            try:
+                for route in args.routes:
+                    for conns in args.connections:
+                        numbers = measure(
+                            loader, base + ROUTES[route], token, conns, args.duration, args.warmup
+                        )
+                        if process is not None and process.poll() is not None:
+                            raise Skip(f"died during the run: {processes.log_tail(name)}")
+                        m = Measurement(name, route, conns, *numbers)
+                        measured.append(m)
+                        print(
+                            f"[bench] round {number + 1} {LABELS[name]:<20} {route:<9} "
+                            f"c={conns:<3} {m.rps:>9,.0f} req/s  p50 {m.p50_ms:7.2f} ms  "
+                            f"p99 {m.p99_ms:7.2f} ms",
+                            file=log,
+                        )
+            except Skip as exc:
+                skipped[name] = str(exc)
+                print(f"[bench] {LABELS[name]}: skipped: {exc}", file=log)
+                del running[name]
+                if process is not None:
+                    processes.stop(process)
+        rounds.append(measured)
+    for process, _ in running.values():
+        if process is not None:
+            processes.stop(process)
+    rounds = [[m for m in measured if m.target in running] for measured in rounds]
+    results = _medians(rounds)
     return {
         "upstream": upstream_kind,
         "loader": "wrk -t1" if loader == "wrk" else "bench/load.py (Python, aiohttp)",
         "cpus": os.cpu_count(),
         "duration_s": args.duration,
         "warmup_s": args.warmup,
+        "rounds": args.rounds,
         "results": [asdict(m) for m in results],
-        "ratios": ratios(results, args.routes, args.connections),
+        "ratios": _median_rows([ratios(r, args.routes, args.connections) for r in rounds]),
         "skipped": skipped,
         "notes": notes,
     }
