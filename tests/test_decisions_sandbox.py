@@ -18,9 +18,10 @@ from gateway.call import Call
 from gateway.identity import Visitor
 from gateway.operations import recognise
 from gateway.sandbox import create_app
-from gateway.sandbox.catalog import CLIENT_ID, JANE, JOE
+from gateway.sandbox.catalog import JANE, JOE
 from gateway.settings import Settings
 from state.profiles import Profile
+from tests.shoppers import login_async
 
 pytestmark = pytest.mark.anyio
 EXAMPLE = Path(__file__).parent.parent / "examples" / "decisions.yaml"
@@ -41,18 +42,7 @@ async def sandbox() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def token(sandbox: httpx.AsyncClient, username: str, password: str) -> str:
-    answer = await sandbox.post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": username,
-            "password": password,
-            "client_id": CLIENT_ID,
-            "scope": "Shopper MeAdmin",
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()["access_token"]
+    return await login_async(sandbox, username, password, scope="Shopper MeAdmin")
 
 
 async def listed(

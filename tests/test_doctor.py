@@ -11,18 +11,17 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from gateway import cli
 from gateway.doctor import Finding, diagnose, exit_status
 from gateway.sandbox import create_app as create_sandbox
-from gateway.sandbox.catalog import CLIENT_ID
 from gateway.serving import serve_in_thread as running
 from gateway.settings import Settings
 from tests.fake_sitecore import FakeSitecore
 from tests.redisserver import own_redis
 from tests.servers import free_port
+from tests.shoppers import login
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "decisions.yaml"
 
@@ -41,17 +40,7 @@ def sitecore() -> Iterator[tuple[str, FakeSitecore]]:
 
 
 def buyer_token(sandbox: str) -> str:
-    answer = httpx.post(
-        f"{sandbox}/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": "jane",
-            "password": "jane-pass",
-            "client_id": CLIENT_ID,
-            "scope": "Shopper",
-        },
-    )
-    return answer.json()["access_token"]
+    return login(sandbox, "jane")
 
 
 def by_check(findings: list[Finding]) -> dict[str, Finding]:

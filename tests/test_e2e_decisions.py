@@ -19,6 +19,7 @@ from gateway.serving import serve_in_thread as running
 from gateway.settings import Settings
 from tests.fake_sitecore import FakeSitecore
 from tests.servers import wait_for
+from tests.shoppers import bearer, login
 
 pytestmark = pytest.mark.e2e
 DEMO_TABLES = files("decisions").joinpath("demo.yaml").read_text()
@@ -42,18 +43,8 @@ def stack(tmp_path: Path) -> Iterator[tuple[str, Gateway]]:
             yield gateway, app
 
 
-def login(gateway: str, username: str) -> dict[str, str]:
-    answer = httpx.post(
-        gateway + "/oauth/token",
-        data={
-            "grant_type": "password",
-            "client_id": CLIENT_ID,
-            "username": username,
-            "password": f"{username}-pass",
-            "scope": "Shopper",
-        },
-    ).json()
-    return {"Authorization": f"Bearer {answer['access_token']}"}
+def shopper(gateway: str, username: str) -> dict[str, str]:
+    return bearer(login(gateway, username))
 
 
 def ids(response: httpx.Response) -> list[str]:
@@ -62,8 +53,8 @@ def ids(response: httpx.Response) -> list[str]:
 
 def test_repeat_customer_and_newcomer_get_different_lists(stack):
     gateway, _ = stack
-    joe = login(gateway, "joe")
-    gus = login(gateway, "gus")
+    joe = shopper(gateway, "joe")
+    gus = shopper(gateway, "gus")
     for _ in range(2):  # gus becomes a repeat customer through what the gateway sees
         httpx.post(
             gateway + "/v1/cart/lineitems", headers=gus, json={"ProductID": "p-002", "Quantity": 1}
@@ -96,7 +87,7 @@ def test_repeat_customer_and_newcomer_get_different_lists(stack):
 
 def test_shoppers_explicit_parameters_are_not_overridden(stack):
     gateway, _ = stack
-    joe = login(gateway, "joe")
+    joe = shopper(gateway, "joe")
     response = httpx.get(gateway + "/v1/me/products?categoryID=rings", headers=joe)
     assert "x-decision" not in response.headers
     assert response.json()["Items"]
@@ -104,7 +95,7 @@ def test_shoppers_explicit_parameters_are_not_overridden(stack):
 
 def test_admin_publish_changes_the_next_response_and_a_bad_edit_keeps_the_old(stack):
     gateway, _ = stack
-    joe = login(gateway, "joe")
+    joe = shopper(gateway, "joe")
     assert ids(httpx.get(gateway + "/v1/me/products?pageSize=4", headers=joe))[0] == "p-001"
 
     edited = DEMO_TABLES.replace("pin: [p-001, p-007, p-013, p-021]", "pin: [p-050, p-002]")
@@ -129,7 +120,7 @@ def test_admin_publish_changes_the_next_response_and_a_bad_edit_keeps_the_old(st
 
 def test_a_failing_decision_fails_open(stack, monkeypatch):
     gateway, app = stack
-    joe = login(gateway, "joe")
+    joe = shopper(gateway, "joe")
 
     def broken(*args, **kwargs):
         raise RuntimeError("segment store exploded")
@@ -149,7 +140,7 @@ def report(app) -> list[dict]:
 
 def test_experiment_report_counts_exposures_and_conversions(stack):
     gateway, app = stack
-    joe = login(gateway, "joe")
+    joe = shopper(gateway, "joe")
     assert (
         "newcomer-picks"
         in httpx.get(gateway + "/v1/me/products", headers=joe).headers["x-decision"]
@@ -184,7 +175,7 @@ def test_with_tracking_off_exposures_stay_in_the_report_and_nothing_is_delivered
         )
         app = create_app(settings)
         with running(app, lifespan="on") as gateway:
-            joe = login(gateway, "joe")
+            joe = shopper(gateway, "joe")
             response = httpx.get(gateway + "/v1/me/products", headers=joe)
             assert "newcomer-picks" in response.headers["x-decision"]
             assert wait_for(lambda: report(app))
@@ -219,7 +210,7 @@ def test_a_repeat_customers_first_list_call_right_after_login_sees_her_history(t
         )
         app = create_app(settings)
         with running(app, lifespan="on") as gateway:
-            jane = login(gateway, "jane")
+            jane = shopper(gateway, "jane")
             started = time.perf_counter()
             response = httpx.get(gateway + "/v1/me/products?pageSize=4", headers=jane)
             elapsed = time.perf_counter() - started
@@ -275,7 +266,7 @@ def test_callflows_names_the_identified_guest_right_after_login(tmp_path):
                 headers={**browser, "Authorization": f"Bearer {anon}"},
             )
             assert "x-decision" not in before.headers  # the anonymous browser is no VIP
-            jane = login(gateway, "jane")
+            jane = shopper(gateway, "jane")
             after = httpx.get(gateway + "/v1/me/products", headers={**browser, **jane})
             assert "rule=vip-sale" in after.headers.get("x-decision", ""), after.headers
             flows = sitecore.received("/cdp/v2/callFlows")

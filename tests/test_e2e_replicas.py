@@ -37,6 +37,7 @@ from tests.fake_sitecore import FakeSitecore
 from tests.redisserver import RedisProcess
 from tests.redisserver import own_redis as redis_process
 from tests.servers import gateway_process, wait_for
+from tests.shoppers import bearer, login
 from tracking.destinations.webhook import PREFIX
 
 pytestmark = pytest.mark.e2e
@@ -113,19 +114,8 @@ def anonymous_token(http: httpx.Client, gateway: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
 
-def login(http: httpx.Client, gateway: str, username: str) -> dict[str, str]:
-    answer = http.post(
-        gateway + "/oauth/token",
-        data={
-            "grant_type": "password",
-            "client_id": CLIENT_ID,
-            "username": username,
-            "password": f"{username}-pass",
-            "scope": "Shopper",
-        },
-    )
-    answer.raise_for_status()
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+def shopper(http: httpx.Client, gateway: str, username: str) -> dict[str, str]:
+    return bearer(login(gateway, username, http=http))
 
 
 @dataclass
@@ -357,7 +347,7 @@ def test_a_profile_changed_through_one_replica_drives_the_other_s_next_decision(
         httpx.Client(timeout=10) as http,
     ):
         version = publish(http, a, SEGMENTED)
-        joe = login(http, a, "joe")
+        joe = shopper(http, a, "joe")
         assert served_within(lambda: f"version={version}" in decision(http, b, joe)[0], 10)
         header, products = decision(http, b, joe)  # B has now read (and cached) joe's profile
         assert "rule=newcomer-picks" in header and products == ["p-001", "p-002"]
@@ -370,7 +360,7 @@ def test_a_profile_changed_through_one_replica_drives_the_other_s_next_decision(
         assert submitted.status_code == 201, submitted.text
         joe_after = served_within(lambda: "rule=repeat-picks" in decision(http, b, joe)[0], 5)
 
-        jane = login(http, a, "jane")
+        jane = shopper(http, a, "jane")
         jane_after = served_within(lambda: "rule=repeat-picks" in decision(http, b, jane)[0], 5)
         header, products = decision(http, b, jane)
     assert joe_after is not None, "B kept deciding on joe's old profile"

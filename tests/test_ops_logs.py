@@ -14,11 +14,11 @@ import pytest
 from gateway.app import create_app
 from gateway.logs import JsonFormatter
 from gateway.sandbox import create_app as create_sandbox
-from gateway.sandbox.catalog import CLIENT_ID
 from gateway.serving import serve_in_thread as running
 from gateway.settings import Settings
 from tests.fake_upstream import FakeUpstream
 from tests.servers import gateway_process, wait_for
+from tests.shoppers import password_grant
 from tests.tokens import signed
 
 pytestmark = pytest.mark.e2e
@@ -101,8 +101,7 @@ def test_the_events_a_call_records_carry_its_request_id(tmp_path):
             running(create_app(settings), lifespan="on") as gateway,
             httpx.Client(base_url=gateway) as http,
         ):
-            form = {"client_id": CLIENT_ID, "scope": "Shopper", "grant_type": "password"}
-            form |= {"username": "jane", "password": "jane-pass"}
+            form = password_grant("jane")
             login = http.post("/oauth/token", data=form, headers={"X-Request-Id": "login-1"})
             http.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
             line = {"ProductID": "p-001", "Quantity": 1}

@@ -16,12 +16,12 @@ from prometheus_client.samples import Sample
 from gateway.app import create_app
 from gateway.operations import _COMPILED
 from gateway.sandbox import create_app as create_sandbox
-from gateway.sandbox.catalog import CLIENT_ID
 from gateway.serving import serve_in_thread as running
 from gateway.settings import Settings
 from tests.fake_sitecore import FakeSitecore
 from tests.fake_upstream import FakeUpstream
 from tests.servers import gateway_process, wait_for
+from tests.shoppers import bearer, login
 
 pytestmark = pytest.mark.e2e
 
@@ -64,11 +64,7 @@ def shop(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
 def browse(gateway: str) -> None:
     """A repeat customer logs in, lists, searches, views two products and adds to the cart."""
     with httpx.Client(base_url=gateway, timeout=10) as http:
-        grant = {"client_id": CLIENT_ID, "scope": "Shopper", "grant_type": "password"}
-        token = http.post(
-            "/oauth/token", data={**grant, "username": "jane", "password": "jane-pass"}
-        ).json()["access_token"]
-        http.headers["Authorization"] = f"Bearer {token}"
+        http.headers.update(bearer(login(gateway, "jane", http=http)))
         assert http.get("/v1/me/products").status_code == 200
         assert http.get("/v1/me/products", params={"search": "bike"}).status_code == 200
         for product in ("p-001", "p-002"):

@@ -34,6 +34,7 @@ from gateway.serving import serve_in_thread
 from state import StateConfig, open_state
 from state.accounts import Account
 from tests.servers import gateway_process
+from tests.shoppers import login
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -85,17 +86,7 @@ class Storefront:
     """Joe's storefront calling through the gateway."""
 
     def __init__(self, gateway: str) -> None:
-        token = httpx.post(
-            f"{gateway}/oauth/token",
-            data={
-                "grant_type": "password",
-                "client_id": CLIENT_ID,
-                "username": "joe",
-                "password": "joe-pass",
-                "scope": "Shopper",
-            },
-        ).json()["access_token"]
-        self.gateway, self.token = gateway, token
+        self.gateway, self.token = gateway, login(gateway, "joe")
 
     def products(self) -> tuple[str, list[str]]:
         answer = httpx.get(
