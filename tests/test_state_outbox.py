@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -292,38 +293,41 @@ async def test_two_live_instances_never_hand_out_the_same_delivery(
             assert mine == sorted(mine), f"v{k} out of order"
 
 
-async def test_streams_are_trimmed_to_what_some_destination_still_needs(
-    redis_url: str, redis_prefix: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+async def redis_box(redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Any]:
+    """The Redis outbox under the test's own prefix, two partitions (its client is reachable)."""
     config = StateConfig(redis_url, prefix=redis_prefix, spool=tmp_path / "s.db", partitions=2)
     async with opened(config) as state:
-        box = state.outbox
-        await box.append([event(f"v{i}", i) for i in range(40)], [["cdp"]] * 40, 1.0, 0.0)
-        await box.append([event("w", 40)], [["cdp", "file"]], 1.0, 0.0)
-        assert numbers(await lease(box, "file", 2.0)) == {"w": [40]}  # read, not acked
-        await box.ack("cdp", flat(await lease(box, "cdp", 2.0)))
-        await box.trim()  # type: ignore[attr-defined]
-        streams = [f"{redis_prefix}out:{p}" for p in range(2)]
-        lengths = [await box.client.xlen(s) for s in streams]  # type: ignore[attr-defined]
-        assert sum(lengths) <= 3, lengths  # what the file group has not acked stays
+        yield state.outbox
+
+
+async def test_streams_are_trimmed_to_what_some_destination_still_needs(
+    redis_box: Any, redis_prefix: str
+) -> None:
+    box = redis_box
+    await box.append([event(f"v{i}", i) for i in range(40)], [["cdp"]] * 40, 1.0, 0.0)
+    await box.append([event("w", 40)], [["cdp", "file"]], 1.0, 0.0)
+    assert numbers(await lease(box, "file", 2.0)) == {"w": [40]}  # read, not acked
+    await box.ack("cdp", flat(await lease(box, "cdp", 2.0)))
+    await box.trim()
+    lengths = [await box.client.xlen(f"{redis_prefix}out:{p}") for p in range(2)]
+    assert sum(lengths) <= 3, lengths  # what the file group has not acked stays
 
 
 async def test_a_delivery_retried_then_acked_leaves_no_retry_state(
-    redis_url: str, redis_prefix: str, tmp_path: Path
+    redis_box: Any, redis_prefix: str
 ) -> None:
-    config = StateConfig(redis_url, prefix=redis_prefix, spool=tmp_path / "s.db", partitions=2)
-    async with opened(config) as state:
-        box = state.outbox
-        await box.append([event(f"v{i}", i) for i in range(6)], [["cdp"]] * 6, 1.0, 0.0)
-        for delivery in flat(await lease(box, "cdp", 2.0)):
-            await box.retry("cdp", delivery, 3.0, "HTTP 503", dead=False)
-        retries = f"{redis_prefix}retry:cdp"
-        assert await box.client.hlen(retries) == 6  # type: ignore[attr-defined]
-        again = flat(await lease(box, "cdp", 4.0))
-        assert sorted(d.attempts for d in again) == [1] * 6
-        await box.ack("cdp", again)  # spread over both partitions: one script call each
-        assert await box.client.hlen(retries) == 0  # type: ignore[attr-defined]
-        assert (await box.stats())["cdp"] == {"pending": 0, "delivered": 6, "dead": 0}
+    box = redis_box
+    await box.append([event(f"v{i}", i) for i in range(6)], [["cdp"]] * 6, 1.0, 0.0)
+    for delivery in flat(await lease(box, "cdp", 2.0)):
+        await box.retry("cdp", delivery, 3.0, "HTTP 503", dead=False)
+    retries = f"{redis_prefix}retry:cdp"
+    assert await box.client.hlen(retries) == 6
+    again = flat(await lease(box, "cdp", 4.0))
+    assert sorted(d.attempts for d in again) == [1] * 6
+    await box.ack("cdp", again)  # spread over both partitions: one script call each
+    assert await box.client.hlen(retries) == 0
+    assert (await box.stats())["cdp"] == {"pending": 0, "delivered": 6, "dead": 0}
 
 
 # -- Redis only: the spool while Redis is away --------------------------------------------------
