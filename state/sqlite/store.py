@@ -26,12 +26,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _STOP = object()
 _CHECKPOINT = object()
+_LOCKED = object()  # an inline write found the write lock taken: the writer thread does it
 CHECKPOINT_EVERY = 500  # inline commits between WAL checkpoints (run by the writer thread)
 
 
@@ -98,9 +99,9 @@ class Store:
             raise RuntimeError("SQLite store is not open")
         loop = asyncio.get_running_loop()
         if inline and not self._inline_turn and not self._writing and self._queue.empty():
-            done, result = self._write_inline(fn, loop)
-            if done:
-                return result  # type: ignore[return-value]
+            result = self._write_inline(fn, loop)
+            if result is not _LOCKED:
+                return cast(T, result)
         future: asyncio.Future[T] = loop.create_future()
         # Straight to the writer: whatever queues up while it commits goes in its next batch.
         self._queue.put(([(fn, future)], loop))
@@ -108,17 +109,17 @@ class Store:
 
     def _write_inline(
         self, fn: Callable[[sqlite3.Connection], T], loop: asyncio.AbstractEventLoop
-    ) -> tuple[bool, T | None]:
-        """Commit `fn` on this thread if the write lock is free now; (False, None) if it is not.
+    ) -> T | object:
+        """Commit `fn` on this thread if the write lock is free now; `_LOCKED` if it is not.
         An error from `fn` itself is the caller's, as it would be from the writer."""
         conn = self._inline
         if conn is None or not self._inline_lock.acquire(blocking=False):
-            return False, None
+            return _LOCKED
         try:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError:  # locked by the writer or another process
-                return False, None
+                return _LOCKED
             try:
                 result = fn(conn)
                 conn.execute("COMMIT")
@@ -137,7 +138,7 @@ class Store:
             # raced with inline commits would never catch up, and the WAL would grow for ever.
             self._inline_since_checkpoint = 0
             self._queue.put(_CHECKPOINT)
-        return True, result
+        return result
 
     def _next_turn(self) -> None:
         self._inline_turn = False
