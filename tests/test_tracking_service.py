@@ -552,3 +552,25 @@ async def test_a_view_held_for_hydration_does_not_hold_back_the_visitors_next_vi
     await rig.drained()
     assert [e["payload"]["product"]["ID"] for e in rig.hook()] == ["p2", "p1", "p2"]
     assert len({e["browser_id"] for e in rig.hook()}) == 1
+
+
+async def test_a_call_whose_held_events_differ_in_rebinding_leaves_no_count_behind(
+    rig: Rig,
+) -> None:
+    def view(product: str, bid: str | None = None) -> Call:
+        headers = {"cookie": f"bid_ck={bid}"} if bid else None
+        return make_call(
+            "GET", f"/v1/me/products/{product}", visitor=JANE, bearer=NEW_TOKEN, headers=headers
+        )
+
+    await rig.service.record(view("p2"), 200, answer({"ID": "p2"}))
+    await rig.drained()  # jane's browser id and p2's categories are known from here on
+    rig.upstream.gate = asyncio.Event()
+    # Another browser id: this one may rebind, and stays in flight while p1 is looked up.
+    await rig.service.record(view("p1", "other"), 200, answer({"ID": "p1"}))
+    # Both held behind it; the view (another id again) may rebind, its exposure may not.
+    seen = Exposure(JANE.id, "t1", "r1", "a", 1, "me/products", time.time())
+    await rig.service.record(view("p2", "third"), 200, answer({"ID": "p2"}), [seen])
+    rig.upstream.gate.set()
+    await rig.drained()
+    assert not rig.service._rebinding  # every count taken was given back, once

@@ -244,7 +244,8 @@ class TrackingService:
             (ready if self._ready(event, token) else held).append(event)
         # Counted before the first await: a call of the same visitor recorded meanwhile must
         # not go ready with a browser id one of these may still change.
-        rebinding = [e.order_key for e in held if self._may_rebind(e)]
+        rebinds = [self._may_rebind(e) for e in held]
+        rebinding = [e.order_key for e, r in zip(held, rebinds, strict=True) if r]
         self._rebinding.update(rebinding)
         hold_until = now + self.config.hydrate_timeout + self.config.hold_grace
         writes = [self._store_exposures(list(exposures))] if exposures else []
@@ -264,11 +265,10 @@ class TrackingService:
             self._wake()
         for event in ready:
             self._spawn(self._settle(event, None, released=True))
-        for event in held:
+        for event, rebind in zip(held, rebinds, strict=True):
             if event.type == ev.IDENTIFIED:  # decisions wait for this profile (see _settle)
                 self.pending.begin(event.order_key)
-            rebinds = event.order_key in rebinding
-            self._spawn(self._settle(event, token, released=False, rebinds=rebinds))
+            self._spawn(self._settle(event, token, released=False, rebinds=rebind))
 
     def _rebound(self, key: str) -> None:
         self._rebinding[key] -= 1
