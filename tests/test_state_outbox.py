@@ -19,6 +19,7 @@ import pytest
 
 from state import State, StateConfig, open_state
 from state.events import PRODUCT_VIEWED, Event
+from state.exposures import Exposure
 from state.outbox import Delivery, Leased, Outbox
 from state.redis.spool import Spool
 from tests.redisserver import drop, own_redis, unique_prefix
@@ -367,6 +368,30 @@ async def test_events_spool_while_redis_is_down_and_move_back_in_order(tmp_path:
             assert numbers(leased) == {f"v{k}": list(range(k, 36, 3)) for k in range(3)}
             last = leased.groups[held.visitor or ""][-1].event
             assert (last.id, last.data.get("hydrated")) == (held.id, True)
+        drop(server.url, config.prefix)
+
+
+async def test_exposures_spool_while_redis_is_down_and_the_next_process_moves_them(
+    tmp_path: Path,
+) -> None:
+    now = time.time()
+    seen = [Exposure("anon-o1", "home", "r1", "B", 3, "me/products", now - n) for n in (3, 2, 1)]
+    with own_redis(tmp_path / "redis") as server:
+        config = StateConfig(server.url, prefix=unique_prefix(), spool=tmp_path / "spool.db")
+        async with opened(config) as state:
+            await state.exposures.add(seen[:1])
+            server.kill()
+            await state.exposures.add(seen[1:])  # no error: they wait on this machine's disk
+            assert (await state.health())["exposures"] == "degraded: 2 exposures spooled"
+        server.start()  # this process ended during the outage; the next one takes its spool
+        async with opened(config) as state:
+            deadline = time.monotonic() + 10
+            while (await state.health())["exposures"] != "ok":
+                assert time.monotonic() < deadline, "the spooled exposures never moved"
+                await asyncio.sleep(0.05)
+            [row] = await state.exposures.report()
+            assert (row["exposures"], row["visitors"]) == (3, 1)
+            assert await state.exposures.matched_since(now - 3600) == {("home", "r1"): 3}
         drop(server.url, config.prefix)
 
 

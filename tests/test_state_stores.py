@@ -357,7 +357,7 @@ async def test_every_call_raises_promptly_when_redis_is_down(tmp_path: Path) -> 
         state.versions.get(1),
         state.versions.latest_number(),
         state.versions.list(),
-        state.exposures.add([_seen("v1", "A", 1.0)]),
+        # (exposures.add, like the outbox's append, spools instead: test_state_outbox.py)
         state.exposures.convert("v1", "o1", 1.0, 1.0),
         state.exposures.report(),
     ]

@@ -262,51 +262,6 @@ async def test_exposures_go_to_webhook_file_and_cdp_only(rig: Rig) -> None:
     assert rig.sinks["send.test"].bodies == [] and rig.sinks["rfk.test"].bodies == []
 
 
-class DownExposures:
-    """An exposures store that is down until `up` is set (Redis away), then the real one."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.up = False
-
-    async def add(self, exposures: list[Exposure]) -> None:
-        if not self.up:
-            raise ConnectionError("exposures store unreachable")
-        await self.real.add(exposures)
-
-    async def convert(self, visitor: str, order_id: str, total: float, at: float) -> None:
-        await self.real.convert(visitor, order_id, total, at)
-
-    async def report(self) -> list[dict[str, Any]]:
-        return await self.real.report()
-
-
-async def test_exposures_wait_out_a_down_store_and_their_events_still_go(tmp_path: Path) -> None:
-    """Found by the Redis outage test: a refused exposure write used to fail the whole record
-    (the proxy counted a tracking failure) and the exposure was never counted in the report."""
-    rig = await Rig.open(tmp_path)
-    store = DownExposures(rig.state.exposures)
-    rig.service.exposures = store
-    await rig.service.start()
-    try:
-        seen = [Exposure("anon-o1", "home", "r1", "B", 3, "me/products", float(n)) for n in (1, 2)]
-        call = make_call("GET", "/v1/me/products", visitor=ANON, bearer=ANON_TOKEN)
-        await rig.service.record(call, 200, None, seen[:1])
-        await rig.service.record(call, 200, None, seen[1:])
-        await rig.drained()
-        assert len(rig.hook()) == 2  # the exposure events did not wait for the store
-        assert await rig.state.exposures.report() == []
-        store.up = True
-        deadline = time.monotonic() + 5
-        while not await rig.state.exposures.report():
-            assert time.monotonic() < deadline, "exposures never stored"
-            await asyncio.sleep(0.05)
-        assert (await rig.state.exposures.report())[0]["exposures"] == 2
-        assert rig.service.counts["exposure_errors"] == 1
-    finally:
-        await rig.close()
-
-
 async def test_no_secret_reaches_any_destination_or_log(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -53,8 +53,6 @@ _HYDRATED = frozenset(
 )
 _READY_TYPES = frozenset({ev.PRODUCT_VIEWED, ev.PRODUCTS_SEARCHED, ev.DECISION_EXPOSED})
 _ABANDONED = uuid.UUID("0b6f6d2a-3c59-4f7e-8f0e-5d1c2b7a9e41")
-UNSTORED_EXPOSURES = 100_000  # exposures kept in memory while their store is down
-EXPOSURE_RETRY = 1.0  # seconds between tries to store them
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +147,6 @@ class TrackingService:
         self._settling: dict[str, asyncio.Future[None]] = {}  # last unsettled event per key
         self._rebinding: Counter[str] = Counter()  # held events per key that may set browser ids
         self._sweeper: asyncio.Task[None] | None = None
-        self._unstored: list[Exposure] = []  # exposures the store refused, retried in order
-        self._storing: asyncio.Task[None] | None = None
         self._running = False
 
     @property
@@ -205,10 +201,6 @@ class TrackingService:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         await self.learning.close()
-        if self._storing is not None:
-            await asyncio.wait({self._storing}, timeout=timeout)
-            self._storing.cancel()
-            await asyncio.gather(self._storing, return_exceptions=True)
         await asyncio.gather(*(d.stop(timeout) for d in self.dispatchers))
 
     # -- the proxy's hooks -----------------------------------------------------------------
@@ -248,7 +240,8 @@ class TrackingService:
         rebinding = [e.order_key for e, r in zip(held, rebinds, strict=True) if r]
         self._rebinding.update(rebinding)
         hold_until = now + self.config.hydrate_timeout + self.config.hold_grace
-        writes = [self._store_exposures(list(exposures))] if exposures else []
+        # Exposures for the experiment report: durable like the events (Redis spools both).
+        writes = [self.exposures.add(list(exposures))] if exposures else []
         if ready:
             writes.append(self.outbox.append(ready, [self._routes(e) for e in ready], now, now))
         if held:
@@ -285,35 +278,6 @@ class TrackingService:
             or cached is None
             or (event.browser_id and event.browser_id != cached)
         )
-
-    async def _store_exposures(self, exposures: list[Exposure]) -> None:
-        """Store exposures for the experiment report. A store that is down (Redis away) must not
-        fail the call's events, which the outbox spools: the exposures wait in memory (bounded)
-        and a background task stores them once the store answers. Lost only if this process
-        dies before then; a store that timed out but did take them may count them twice."""
-        if not self._unstored:  # while some wait, newer ones queue behind them
-            try:
-                await self.exposures.add(exposures)
-                return
-            except Exception:
-                self.counts["exposure_errors"] += 1
-                log.warning("tracking: exposures not stored yet; retrying", exc_info=True)
-        room = UNSTORED_EXPOSURES - len(self._unstored)
-        if room < len(exposures):
-            self.counts["exposures_dropped"] += len(exposures) - max(room, 0)
-        self._unstored.extend(exposures[: max(room, 0)])
-        if self._storing is None or self._storing.done():
-            self._storing = asyncio.create_task(self._store_later(), name="exposures-retry")
-
-    async def _store_later(self) -> None:
-        while self._unstored:
-            await asyncio.sleep(EXPOSURE_RETRY)
-            batch = self._unstored[:1000]
-            try:
-                await self.exposures.add(batch)
-            except Exception:
-                continue
-            del self._unstored[: len(batch)]
 
     def _ready(self, event: Event, token: str | None) -> bool:
         """Whether the event is final as recorded: nothing to hydrate, and its browser id known."""

@@ -42,8 +42,11 @@ def connect(config: StateConfig) -> Redis:
 async def open_redis(config: StateConfig) -> State:
     client = connect(config)
     outbox = await open_outbox(client, config)
+    exposures = RedisExposures(client, config.prefix, outbox.spool)
+    await exposures.start()
 
     async def closer() -> None:
+        await exposures.close()
         await outbox.close()
         await client.aclose()
 
@@ -58,6 +61,8 @@ async def open_redis(config: StateConfig) -> State:
             )
         waiting = outbox.spooled()
         checks["outbox"] = f"degraded: {waiting} events spooled" if waiting else "ok"
+        unmoved = exposures.spooled()
+        checks["exposures"] = f"degraded: {unmoved} exposures spooled" if unmoved else "ok"
         return checks
 
     return State(
@@ -67,7 +72,7 @@ async def open_redis(config: StateConfig) -> State:
         browser_ids=RedisBrowserIds(client, config.prefix),
         carts=RedisCarts(client, config.prefix),
         versions=RedisTableVersions(client, config.prefix),
-        exposures=RedisExposures(client, config.prefix),
+        exposures=exposures,
         console=ConsoleState(
             drafts=RedisDrafts(client, config.prefix),
             accounts=RedisAccounts(client, config.prefix),

@@ -31,9 +31,9 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio import Redis
@@ -94,6 +94,33 @@ return n
 """
 
 Outage = (RedisError, OSError)
+T = TypeVar("T")
+
+
+async def move_back(
+    waiting: Callable[[], int],
+    oldest: Callable[[], Awaitable[list[tuple[int, T]]]],
+    push: Callable[[list[T]], Awaitable[None]],
+    moved: Callable[[list[tuple[int, T]]], Awaitable[None]],
+    outage: Callable[[BaseException], None],
+) -> None:
+    """Move what waits in a spool into Redis, a batch at a time, oldest first, while anything
+    waits; back off (up to 2 s) while Redis is away. `moved` forgets a batch Redis has."""
+    delay = 0.1
+    while waiting() > 0:
+        batch = await oldest()
+        if not batch:
+            await asyncio.sleep(0.01)  # a spool write is under way
+            continue
+        try:
+            await push([item for _, item in batch])
+        except Outage as exc:
+            outage(exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            continue
+        await moved(batch)
+        delay = 0.1
 
 
 @dataclass(slots=True)
@@ -323,22 +350,18 @@ class RedisOutbox:
 
     async def _move(self) -> None:
         """Drain the spool into Redis, oldest first; wait and try again while Redis is away."""
-        delay = 0.1
-        while self._spooled > 0:
-            batch = await self.spool.oldest(MOVE_BATCH)
-            if not batch:
-                await asyncio.sleep(0.01)  # a spool write is under way
-                continue
-            try:
-                await self._push([record for _, record in batch])
-            except Outage as exc:
-                self._outage("spool mover", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
+
+        async def moved(batch: list[tuple[int, Record]]) -> None:
             await self.spool.drop([seq for seq, _ in batch])
             self._spooled -= len(batch)
-            delay = 0.1
+
+        await move_back(
+            lambda: self._spooled,
+            lambda: self.spool.oldest(MOVE_BATCH),
+            self._push,
+            moved,
+            lambda exc: self._outage("spool mover", exc),
+        )
         self._recovered()
 
     async def release(self, events: Sequence[Event]) -> None:

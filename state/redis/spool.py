@@ -1,4 +1,5 @@
-"""The local spool: events recorded while Redis is unreachable wait here, on this machine's disk.
+"""The local spool: events recorded while Redis is unreachable wait here, on this machine's disk
+(and the exposures the experiment report counts, in a table of their own).
 
 Recording an event must not fail the storefront because Redis is down, and nothing acknowledged
 may be lost. So `RedisOutbox.append` falls back to this small SQLite table (committed with a full
@@ -17,13 +18,14 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
 from state.events import Event
+from state.exposures import Exposure
 
 T = TypeVar("T")
 
@@ -38,6 +40,10 @@ CREATE TABLE IF NOT EXISTS spool (
     hold_until REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spool_event ON spool (event_id);
+CREATE TABLE IF NOT EXISTS spooled_exposures (
+    seq INTEGER PRIMARY KEY,
+    exposure TEXT NOT NULL
+);
 """
 
 
@@ -159,6 +165,38 @@ class Spool:
 
     def _drop(self, last: int) -> None:
         self.conn.execute("DELETE FROM spool WHERE seq <= ?", (last,))
+
+    async def add_exposures(self, exposures: Sequence[Exposure]) -> None:
+        """Exposures for the experiment report, waiting for Redis like the events."""
+        await self._run(self._add_exposures, exposures)
+
+    def _add_exposures(self, exposures: Sequence[Exposure]) -> None:
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(
+                "INSERT INTO spooled_exposures (exposure) VALUES (?)",
+                [(orjson.dumps(astuple(e)).decode(),) for e in exposures],
+            )
+
+    async def exposures_waiting(self) -> int:
+        return await self._run(
+            lambda: int(self.conn.execute("SELECT count(*) FROM spooled_exposures").fetchone()[0])
+        )
+
+    async def oldest_exposures(self, n: int) -> list[tuple[int, Exposure]]:
+        return await self._run(self._oldest_exposures, n)
+
+    def _oldest_exposures(self, n: int) -> list[tuple[int, Exposure]]:
+        rows = self.conn.execute(
+            "SELECT seq, exposure FROM spooled_exposures ORDER BY seq LIMIT ?", (n,)
+        ).fetchall()
+        return [(seq, Exposure(*orjson.loads(text))) for seq, text in rows]
+
+    async def drop_exposures(self, last: int) -> None:
+        """Forget exposures once Redis has them (up to and including `last`)."""
+        await self._run(
+            lambda: self.conn.execute("DELETE FROM spooled_exposures WHERE seq <= ?", (last,))
+        )
 
     async def close(self) -> None:
         if self._conn is not None:
