@@ -9,15 +9,20 @@ partitions, TTLs). What is copied and how:
 - profiles, browser ids, and carts with lines (a cart whose current version already had its
   abandoned event stays reported);
 - exposures and conversions, so the experiment report answers the same;
+- the admin UI's accounts (with their password hashes), saved test shoppers, drafts and audit
+  entries (oldest first). Sessions are not: the UI's signing key is the target's own, so
+  everyone signs in again;
 - undelivered events under their own ids, in record order: pending deliveries are queued again
   for the same destinations (retry counters start afresh: each goes at once), and dead ones are
   kept dead (with their attempts and last error), so `events replay --dead` still decides.
   Delivered deliveries are not copied.
 
-Kinds that are not idempotent (versions, exposures, the outbox) make a second copy refuse:
+Kinds that are not idempotent (versions, exposures, the audit log, the outbox) make a second
+copy refuse:
 `occupied` names what a target already holds, and the caller stops unless forced. Forced, the
-versions a target already numbers are skipped, profiles, browser ids and carts are overwritten,
-and exposures and events are added again (same event ids: receivers de-duplicate on them).
+versions a target already numbers are skipped, profiles, browser ids, carts, accounts, saved
+shoppers and drafts are overwritten, and exposures, audit entries and events are added again
+(same event ids: receivers de-duplicate on them).
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ async def occupied(target: State) -> list[str]:
         found.append(f"outbox destinations {', '.join(sorted(stats))}")
     if await target.exposures.report():
         found.append("experiment exposures")
+    if await target.console.audit.recent(1):
+        found.append("an audit log")
     return found
 
 
@@ -102,6 +109,11 @@ async def migrate(
             lambda c: target.exposures.convert(c.visitor, c.order_id, c.total, c.at),
         ),
     )
+    console = target.console
+    await step("admin accounts", _each(export.accounts(source), console.accounts.put))
+    await step("saved shoppers", _each(export.saved_shoppers(source), console.shoppers.put))
+    await step("drafts", _each(export.drafts(source), console.drafts.create))
+    await step("audit entries", _in_order(export.audit(source), console.audit.add))
     await step("dead deliveries", _dead(source, target, dead_timeout))
     await step("pending deliveries", _pending(source, target))
     return summary
@@ -132,6 +144,15 @@ async def _each(items: Iterable[T], write: Callable[[T], Awaitable[object]]) -> 
     for chunk in _chunks(items, CONCURRENCY):
         await asyncio.gather(*(write(item) for item in chunk))
         count += len(chunk)
+    return count
+
+
+async def _in_order(items: Iterable[T], write: Callable[[T], Awaitable[object]]) -> int:
+    """One after another: where the order of writing is the order kept (the audit log)."""
+    count = 0
+    for item in items:
+        await write(item)
+        count += 1
     return count
 
 

@@ -13,10 +13,14 @@ import pytest
 
 from gateway.cli import main
 from state import State, StateConfig, open_state
+from state.accounts import Account
+from state.audit import AuditEntry
+from state.drafts import Draft
 from state.events import LINE_ADDED, PRODUCT_VIEWED, Event
 from state.exposures import Exposure
 from state.outbox import Delivery
 from state.profiles import Profile
+from state.shoppers import SavedShopper
 
 pytestmark = pytest.mark.anyio
 
@@ -58,6 +62,14 @@ async def _fill(state: State) -> dict[str, list[str]]:
         ]
     )
     await state.exposures.convert("acme-joe", "order-9", 42.5, T0 + 10)
+    console = state.console
+    await console.accounts.put(Account("mia", "publisher", "$argon2id$hash", T0))
+    await console.shoppers.put(SavedShopper("big spender", orders=9, spent=900.0))
+    await console.drafts.create(
+        Draft("d1", "Hero b", "tables: [b]\n", 2, "mia", T0, T0 + 1, "mia", editors=("mia",))
+    )
+    for n, action in enumerate(("sign-in", "draft saved")):
+        await console.audit.add(AuditEntry(T0 + n, "mia", action, "draft d1"))
 
     events = [
         Event(LINE_ADDED if n % 2 else PRODUCT_VIEWED, visitor, T0 + n, data={"n": n})
@@ -163,6 +175,11 @@ async def test_a_sqlite_store_migrated_to_redis_answers_the_same(
             ("anon-o1", [_line("l1", "prod-l1"), _line("l2", "prod-l2")], T0)
         ]  # joe's cart was reported already
         assert await redis.exposures.report() == await sqlite.exposures.report()
+        ours, theirs = redis.console, sqlite.console
+        assert await ours.accounts.list() == await theirs.accounts.list() != []
+        assert await ours.shoppers.list() == await theirs.shoppers.list() != []
+        assert await ours.drafts.list() == await theirs.drafts.list() != []
+        assert await ours.audit.recent() == await theirs.audit.recent() != []
         stats = await redis.outbox.stats()
         assert stats["webhook"]["pending"] == 11 and stats["webhook"]["dead"] == 1
         assert "file" not in stats  # nothing left for it

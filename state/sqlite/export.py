@@ -19,9 +19,13 @@ from typing import Any
 
 import orjson
 
+from state.accounts import Account
+from state.audit import AuditEntry
+from state.drafts import Draft
 from state.events import Event
 from state.exposures import Exposure
 from state.profiles import Profile
+from state.shoppers import SavedShopper
 from state.sqlite.outbox import DEAD, PENDING
 from state.sqlite.store import connect
 from state.versions import Version
@@ -88,7 +92,19 @@ def counts(conn: sqlite3.Connection) -> dict[str, int]:
         "conversions": one("SELECT count(*) FROM decision_conversions"),
         "pending deliveries": one(f"SELECT count(*) FROM deliveries WHERE state = {PENDING}"),
         "dead deliveries": one(f"SELECT count(*) FROM deliveries WHERE state = {DEAD}"),
+        **{
+            kind: one(f"SELECT count(*) FROM {table}") if _has(conn, table) else 0
+            for kind, table in _CONSOLE_TABLES.items()
+        },
     }
+
+
+_CONSOLE_TABLES = {
+    "admin accounts": "ui_accounts",
+    "saved shoppers": "ui_shoppers",
+    "drafts": "ui_drafts",
+    "audit entries": "ui_audit",
+}
 
 
 def _paged(conn: sqlite3.Connection, sql: str, key: str) -> Iterator[tuple[Any, ...]]:
@@ -160,6 +176,40 @@ def conversions(conn: sqlite3.Connection) -> Iterator[Conversion]:
     sql = "SELECT order_id, visitor_id, total, submitted_at FROM decision_conversions {after}"
     for order_id, visitor, total, at in _paged(conn, sql, "order_id"):
         yield Conversion(visitor, order_id, total, at)
+
+
+def accounts(conn: sqlite3.Connection) -> Iterator[Account]:
+    """The admin UI's accounts (password hashes as they are: nothing to re-enter)."""
+    if _has(conn, "ui_accounts"):
+        sql = "SELECT username, role, password_hash, created_at FROM ui_accounts ORDER BY username"
+        for row in conn.execute(sql):
+            yield Account(*row)
+
+
+def drafts(conn: sqlite3.Connection) -> Iterator[Draft]:
+    if _has(conn, "ui_drafts"):
+        for (body,) in conn.execute("SELECT body FROM ui_drafts ORDER BY updated_at"):
+            yield Draft.from_json(body)
+
+
+def saved_shoppers(conn: sqlite3.Connection) -> Iterator[SavedShopper]:
+    if _has(conn, "ui_shoppers"):
+        for (body,) in conn.execute("SELECT body FROM ui_shoppers ORDER BY name"):
+            yield SavedShopper.from_json(body)
+
+
+def audit(conn: sqlite3.Connection) -> Iterator[AuditEntry]:
+    """Oldest first, as they were appended."""
+    if _has(conn, "ui_audit"):
+        sql = "SELECT at, actor, action, target, detail FROM ui_audit ORDER BY seq"
+        for row in conn.execute(sql):
+            yield AuditEntry(*row)
+
+
+def _has(conn: sqlite3.Connection, table: str) -> bool:
+    """Whether the file has the table (a file from before the admin UI has no ui_ tables)."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+    return found.fetchone() is not None
 
 
 def undelivered(conn: sqlite3.Connection) -> Iterator[Undelivered]:
