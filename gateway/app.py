@@ -56,7 +56,7 @@ class Gateway:
             read_timeout=settings.upstream_timeout,
             observe=metrics.ordercloud_observer if measured else None,
         )
-        self.identity = Identity(self.upstream.get_json)
+        self.identity = Identity(self.upstream.get_json, cache_size=settings.identity_cache)
         transport = (
             metrics.TimedTransport(httpx.AsyncHTTPTransport(), compose.client_servers(settings))
             if measured

@@ -128,6 +128,9 @@ class KeyFetchLimit:
         return True
 
 
+CACHE_SIZE = 50_000  # verified tokens (and, separately, their shoppers) kept per process
+
+
 class Identity:
     """Resolves bearer tokens to Visitors: keys cached for days, unknown kids remembered for
     minutes, verified tokens and their visitors until the token expires."""
@@ -136,7 +139,7 @@ class Identity:
         self,
         get_json: GetJson,
         *,
-        cache_size: int = 50_000,
+        cache_size: int = CACHE_SIZE,
         unknown_kid_ttl: float = 600.0,
         key_fetches: KeyFetchLimit | None = None,
         clock: Callable[[], float] = time.time,

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from gateway.headers import COUNTRY_HEADERS
+from gateway.identity import CACHE_SIZE
 from state import StateConfig
 from tracking.productfields import ProductFields
 
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(5.0, gt=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="request body limit (413)")
     upstream_connections: int = Field(256, gt=0, description="pooled upstream connections")
+    identity_cache: int = Field(
+        CACHE_SIZE, gt=0, description="verified tokens (and their shoppers) kept per worker"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated, or *"
     )

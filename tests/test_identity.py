@@ -101,3 +101,14 @@ def test_bearer_token_parsing():
     assert bearer_token("Bearer ") is None
     assert bearer_token("Basic abc") is None
     assert bearer_token(None) is None
+
+
+async def test_a_worker_remembers_at_most_cache_size_shoppers():
+    upstream = FakeUpstream()
+    identity = Identity(upstream.get_json, cache_size=2)  # OCGW_IDENTITY_CACHE
+    tokens = [signed(u=str(n)) for n in range(3)]
+    for token in [*tokens, tokens[2]]:
+        assert await identity.visitor(token) is not None
+    assert upstream.calls.count("/v1/me") == 3  # the newest two were remembered
+    assert await identity.visitor(tokens[0]) is not None
+    assert upstream.calls.count("/v1/me") == 4  # the oldest was not: looked up again
