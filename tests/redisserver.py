@@ -38,12 +38,13 @@ class RedisProcess:
     fsynced before Redis answers, so a kill loses nothing Redis acknowledged: what a test then
     finds lost is the gateway's doing."""
 
-    def __init__(self, folder: Path, *options: str) -> None:
+    def __init__(self, folder: Path, *options: str, password: str | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
-        self.options = options or DURABLE
+        self.options = (options or DURABLE) + (("--requirepass", password) if password else ())
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -78,9 +79,9 @@ class RedisProcess:
 
 
 @contextmanager
-def own_redis(folder: Path, *options: str) -> Iterator[RedisProcess]:
+def own_redis(folder: Path, *options: str, password: str | None = None) -> Iterator[RedisProcess]:
     """A started `RedisProcess`, killed on exit."""
-    server = RedisProcess(folder, *options)
+    server = RedisProcess(folder, *options, password=password)
     server.start()
     try:
         yield server

@@ -347,6 +347,7 @@ async def test_events_spool_while_redis_is_down_and_move_back_in_order(tmp_path:
             box = state.outbox
             before = [event(f"v{i % 3}", i) for i in range(6)]
             await box.append(before, [["cdp"]] * 6, now=1.0, hold_until=0.0)
+            assert box.spooled() == 0  # Redis answered: straight in, nothing spooled
             server.kill()
             started = time.monotonic()
             during = [event(f"v{i % 3}", i) for i in range(6, 36)]

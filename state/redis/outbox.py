@@ -44,6 +44,7 @@ from state.events import Event
 from state.outbox import Delivery, Leased
 from state.redis.partitions import Ownership, partition_of
 from state.redis.spool import Record, Spool
+from state.redis.wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ class RedisOutbox:
         self._groups: set[str] = set()  # destinations whose groups exist on every partition
         self._ack = client.register_script(_ACK)
         self._append_script = client.register_script(_APPEND)
+        self._wire = Wire(client, config.timeout)  # the append's own lean connection
         self._spooled = 0  # records in the spool, counted before they are written
         self._mover: asyncio.Task[None] | None = None
         self._maintainer: asyncio.Task[None] | None = None
@@ -215,6 +217,7 @@ class RedisOutbox:
                 await queue.ownership.release(list(queue.ownership.owned))
             except Outage:
                 pass  # the leases expire by themselves
+        await self._wire.close()
         await self.spool.close()
 
     def spooled(self) -> int:
@@ -324,8 +327,8 @@ class RedisOutbox:
                 counts[dest] = counts.get(dest, 0) + 1
         keys = [self._key("recent", "events"), *streams]
         keys += [self._key("pending", dest) for dest in counts]
-        await self._append_script(
-            keys=keys, args=[RECENT, len(records), len(streams), *args, *counts.values()]
+        await self._wire.run(
+            self._append_script, keys, [RECENT, len(records), len(streams), *args, *counts.values()]
         )
 
     async def _ensure_groups(self, dests: Collection[str]) -> None:
