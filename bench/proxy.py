@@ -8,6 +8,9 @@ each target in turn as its own process (one uvicorn worker, uvloop + httptools):
   aiohttp     the same with aiohttp's client (defined below): the floor to beat
   gateway     `ocgateway serve --workers 1`, tracking off (identity runs when decisions need it)
   gateway-w2  `ocgateway serve --workers 2` (scaling with cores)
+  gateway-redis, gateway-redis-w2
+              the same two with their state on Redis (`--redis URL`; each worker a replica),
+              so both backends are measured against the same floor in the same rounds
 
 with wrk (or bench/load.py when wrk is absent) at 1 and 64 connections, carrying a real RS256 buyer
 token, and prints a table plus the ratios the project's targets are stated in. See bench/README.md.
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
 from loadgen import Measurement, measure  # noqa: E402
 from processes import (  # noqa: E402
@@ -45,6 +48,8 @@ from processes import (  # noqa: E402
     wait_ready,
 )
 from signing import buyer_token, public_jwk, signing_key  # noqa: E402
+
+from tests.redisserver import drop  # noqa: E402
 
 ROUTES = {"products": "/v1/me/products", "product": "/v1/me/products/prod-007"}
 IDENTITY_ON_TABLES = """
@@ -58,14 +63,26 @@ tables:
         when: { segment: nobody }
         then: { sortBy: Name }
 """
-TARGETS = ("direct", "httpx", "aiohttp", "gateway", "gateway-w2")
+TARGETS = (
+    "direct",
+    "httpx",
+    "aiohttp",
+    "gateway",
+    "gateway-w2",
+    "gateway-redis",
+    "gateway-redis-w2",
+)
+DEFAULT_TARGETS = TARGETS[:5]
 LABELS = {
     "direct": "upstream directly",
     "httpx": "Starlette + httpx",
     "aiohttp": "Starlette + aiohttp",
     "gateway": "gateway (1 worker)",
     "gateway-w2": "gateway (2 workers)",
+    "gateway-redis": "gateway, Redis (1)",
+    "gateway-redis-w2": "gateway, Redis (2)",
 }
+REDIS_PREFIX = f"ocgw-bench-{os.getpid()}:"  # every Redis target's keys, deleted afterwards
 
 
 # --- targets ---
@@ -89,6 +106,7 @@ def start_target(
     run: Path,
     gateway: list[str] | None,
     gateway_env: dict[str, str],
+    redis: str | None = None,
 ) -> tuple[subprocess.Popen, int]:
     """Start one target's server on a free port."""
     port = free_port()
@@ -98,7 +116,7 @@ def start_target(
         return processes.start(name, command), port
     if gateway is None:
         raise Skip("`ocgateway` not found in the venv or on PATH (pass --gateway-cmd)")
-    workers = "2" if name == "gateway-w2" else "1"
+    workers = "2" if name.endswith("-w2") else "1"
     # Identity on: a table applies to me/products but never matches, so every call verifies the
     # token, resolves the shopper and evaluates the table, and the query goes up unchanged.
     tables = run / "identity-on.yaml"
@@ -113,6 +131,10 @@ def start_target(
             **gateway_env,
         }
     )
+    if name.startswith("gateway-redis"):
+        if redis is None:
+            raise Skip("needs --redis URL")
+        env.update({"OCGW_STORE": redis, "OCGW_REDIS_PREFIX": f"{REDIS_PREFIX}{name}:"})
     command = [*gateway, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", workers]
     return processes.start(name, command, env), port
 
@@ -191,17 +213,17 @@ def ratios(
         return found.rps if found else None
 
     rows = []
+
+    def compare(top: str, bottom: str, what: str, route: str, conns: int, least: str = "") -> None:
+        """A req/s ratio row; `least` is the target (">= 1.0") if it has one."""
+        value = _ratio(rps(top, route, conns), rps(bottom, route, conns))
+        met = None if value is None else _meets(least, value)
+        rows.append(_row(f"{what} req/s, {route}, {conns} conn", value, least, met))
+
+    widest = max(connections)  # one connection cannot use a second worker
     for route in routes:
         for conns in connections:
-            value = _ratio(rps("gateway", route, conns), rps("aiohttp", route, conns))
-            rows.append(
-                _row(
-                    f"gateway / aiohttp floor req/s, {route}, {conns} conn",
-                    value,
-                    ">= 1.0",
-                    value is not None and value >= 1.0,
-                )
-            )
+            compare("gateway", "aiohttp", "gateway / aiohttp floor", route, conns, ">= 1.0")
         gateway, direct = index.get(("gateway", route, 1)), index.get(("direct", route, 1))
         if 1 in connections:
             value = gateway.p50_ms - direct.p50_ms if gateway and direct else None
@@ -214,23 +236,25 @@ def ratios(
                 )
             )
         for conns in connections:
-            value = _ratio(rps("httpx", route, conns), rps("aiohttp", route, conns))
-            rows.append(_row(f"httpx floor / aiohttp floor req/s, {route}, {conns} conn", value))
+            compare("httpx", "aiohttp", "httpx floor / aiohttp floor", route, conns)
         for conns in connections:
-            value = _ratio(rps("gateway-w2", route, conns), rps("gateway", route, conns))
-            if conns == max(connections):  # one connection cannot use a second worker
-                rows.append(
-                    _row(
-                        f"gateway 2 workers / 1 worker req/s, {route}, {conns} conn",
-                        value,
-                        ">= 1.1 (scales)",  # below that, noise could pass for scaling
-                        value is not None and value >= 1.1,
-                    )
-                )
-            else:
-                rows.append(
-                    _row(f"gateway 2 workers / 1 worker req/s, {route}, {conns} conn", value)
-                )
+            # Below 1.1, noise could pass for scaling.
+            least = ">= 1.1 (scales)" if conns == widest else ""
+            compare("gateway-w2", "gateway", "gateway 2 workers / 1 worker", route, conns, least)
+        for conns in connections:
+            compare(
+                "gateway-redis",
+                "aiohttp",
+                "gateway on Redis / aiohttp floor",
+                route,
+                conns,
+                ">= 1.0",
+            )
+        for conns in connections:
+            least = ">= 1.6" if conns == widest else ""  # two replicas on one Redis
+            compare(
+                "gateway-redis-w2", "gateway-redis", "Redis: 2 replicas / 1", route, conns, least
+            )
     return rows
 
 
@@ -310,8 +334,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--targets",
-        default=",".join(TARGETS),
-        help=f"comma-separated subset of {','.join(TARGETS)}",
+        default=",".join(DEFAULT_TARGETS),
+        help=f"comma-separated subset of {','.join(TARGETS)} (default {','.join(DEFAULT_TARGETS)})",
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="Redis for the gateway-redis targets (e.g. redis://127.0.0.1:6379/0); their keys go "
+        "under a prefix of their own, deleted afterwards",
     )
     parser.add_argument(
         "--gateway-cmd",
@@ -399,7 +429,13 @@ def bench(args: argparse.Namespace, processes: Processes, run: Path, log: Any) -
         try:
             if name != "direct":
                 process, port = start_target(
-                    processes, name, upstream, run, gateway, _own_prefix(args.gateway_env, name)
+                    processes,
+                    name,
+                    upstream,
+                    run,
+                    gateway,
+                    _own_prefix(args.gateway_env, name),
+                    args.redis,
                 )
                 base = f"http://127.0.0.1:{port}"
             for route in args.routes:
@@ -481,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         processes.stop_all()
         shutil.rmtree(run, ignore_errors=True)
+        if args.redis:
+            drop(args.redis, REDIS_PREFIX)
     report(document, out)
     if args.json == "-":
         print(json.dumps(document, indent=2))
