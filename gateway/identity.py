@@ -97,6 +97,10 @@ def _digest(token: str) -> bytes:
     return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+_CLAIMS_KEPT = ("cid", "usr", "orderid", "nbf", "exp")  # with `role`: all the gateway reads
+_SHARED = 1024  # distinct role lists and client ids kept as one copy each
+
+
 def _roles(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
@@ -152,6 +156,8 @@ class Identity:
         self._fetching: dict[str, asyncio.Future[Any]] = {}
         self._claims: LRUCache[bytes, _Known] = LRUCache(maxsize=cache_size)
         self._visitors: LRUCache[bytes, _Known] = LRUCache(maxsize=cache_size)
+        # Thousands of cached tokens repeat a handful of role lists and client ids: one copy each.
+        self._shared: LRUCache[object, Any] = LRUCache(maxsize=_SHARED)
         self._pending: dict[bytes, asyncio.Future[Visitor | None]] = {}
 
     @property
@@ -162,6 +168,7 @@ class Identity:
             "visitors": len(self._visitors),
             "keys": len(self._keys),
             "unknown_kids": len(self._unknown_kids),
+            "shared": len(self._shared),
             "pending": len(self._pending) + len(self._fetching),
         }
 
@@ -173,7 +180,9 @@ class Identity:
         return known.value if known is not None and known.usable(self._clock()) else None
 
     async def claims(self, token: str | None) -> dict[str, Any] | None:
-        """The claims of a token OrderCloud signed and that is valid now, else None."""
+        """The claims the gateway reads (`_CLAIMS_KEPT`, and `role` as a tuple) of a token
+        OrderCloud signed and that is valid now, else None. Only those are cached: a whole
+        claims set cost about 2 KB per token, and the cache holds up to `cache_size` tokens."""
         if not token or len(token) > MAX_TOKEN_BYTES:
             return None
         key = _digest(token)
@@ -182,7 +191,11 @@ class Identity:
             claims = await self._verify(token)
             if claims is None:
                 return None
-            known = _Known(claims, _number(claims.get("nbf"), 0.0), _number(claims.get("exp"), 0.0))
+            kept = {name: claims[name] for name in _CLAIMS_KEPT if name in claims}
+            kept["role"] = self._one_copy(_roles(claims.get("role")))
+            if isinstance(kept.get("cid"), str):
+                kept["cid"] = self._one_copy(kept["cid"])
+            known = _Known(kept, _number(kept.get("nbf"), 0.0), _number(kept.get("exp"), 0.0))
             self._claims[key] = known
         return known.value if known.usable(self._clock()) else None
 
@@ -209,13 +222,13 @@ class Identity:
         claims = await self.claims(token)
         if claims is None:
             return None
+        anon_id = anonymous_visitor_id(claims)
         common = dict(
             client_id=_text(claims.get("cid")),
             username=_text(claims.get("usr")),
-            roles=_roles(claims.get("role")),
-            key=shopper_key(claims),
+            roles=claims["role"],
+            key=anon_id or shopper_key(claims),  # one string for both, as for the role list
         )
-        anon_id = anonymous_visitor_id(claims)
         if anon_id:
             visitor = Visitor(id=anon_id, anonymous=True, anon_order_id=claims["orderid"], **common)
         else:
@@ -227,6 +240,9 @@ class Identity:
             visitor, _number(claims.get("nbf"), 0.0), _number(claims.get("exp"), 0.0)
         )
         return visitor
+
+    def _one_copy(self, value: Any) -> Any:
+        return self._shared.setdefault(value, value)
 
     async def _verify(self, token: str) -> dict[str, Any] | None:
         try:

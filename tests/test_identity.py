@@ -112,3 +112,22 @@ async def test_a_worker_remembers_at_most_cache_size_shoppers():
     assert upstream.calls.count("/v1/me") == 3  # the newest two were remembered
     assert await identity.visitor(tokens[0]) is not None
     assert upstream.calls.count("/v1/me") == 4  # the oldest was not: looked up again
+
+
+async def test_cached_tokens_keep_only_what_is_read_and_share_repeated_values():
+    """Up to OCGW_IDENTITY_CACHE tokens stay cached: each keeps the claims the gateway reads,
+    and the role list and client id many tokens repeat are stored once."""
+    identity = Identity(FakeUpstream().get_json)
+    roles = ["MeAdmin", "MeAddressAdmin", "Shopper", "PasswordReset"]
+    first, second = (
+        signed(orderid=f"order-{n}", role=roles, jti=f"jti-{n}", extra="x" * 500) for n in (1, 2)
+    )
+    one, two = await identity.claims(first), await identity.claims(second)
+    assert one is not None and two is not None
+    assert set(one) == {"cid", "usr", "orderid", "nbf", "exp", "role"}
+    assert one["role"] == tuple(roles) and one["role"] is two["role"]
+    assert one["cid"] is two["cid"]
+    visitors = [await identity.visitor(t) for t in (first, second)]
+    assert visitors[0] is not None and visitors[1] is not None
+    assert visitors[0].id == visitors[0].key == "anon-order-1"
+    assert visitors[0].roles is visitors[1].roles is one["role"]
