@@ -94,10 +94,10 @@ async def test_inline_commits_are_checkpointed_so_the_wal_stops_growing(store: S
         for n in range(count):
             await store.write(insert(n), inline=True)
             await asyncio.sleep(0)  # each in a turn of its own: every one commits inline
-        await store.read(lambda c: None)  # the reader's thread has run the checkpoints
+        await store.read(lambda c: None)
 
-    await inline_writes(2 * CHECKPOINT_EVERY)
-    assert store.inline_commits > 1.9 * CHECKPOINT_EVERY  # a few wait behind a checkpoint
-    settled = wal.stat().st_size
-    await inline_writes(4 * CHECKPOINT_EVERY)
-    assert wal.stat().st_size <= settled * 1.2  # without checkpoints it would triple
+    await inline_writes(6 * CHECKPOINT_EVERY)
+    assert store.inline_commits > 5.9 * CHECKPOINT_EVERY  # a few wait behind a checkpoint
+    settled = wal.stat().st_size  # commits made while a checkpoint runs wait for the next
+    await inline_writes(6 * CHECKPOINT_EVERY)
+    assert wal.stat().st_size <= settled * 1.2  # without checkpoints it would double

@@ -31,9 +31,10 @@ from typing import Any, TypeVar, cast
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _STOP = object()
-_CHECKPOINT = object()
+_CHECKPOINT = object()  # enough commits since the last checkpoint: start one
+_CHECKPOINTED = object()  # its bulk is done: finish it on the writer
 _LOCKED = object()  # an inline write found the write lock taken: the writer thread does it
-CHECKPOINT_EVERY = 500  # inline commits between WAL checkpoints (run by the writer thread)
+CHECKPOINT_EVERY = 500  # writes between WAL checkpoints (see _start_checkpoint)
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
@@ -58,7 +59,10 @@ class Store:
         self._inline: sqlite3.Connection | None = None
         self._inline_lock = threading.Lock()  # the inline connection is one loop's at a time
         self._inline_turn = False  # an inline write ran in this turn of the loop
-        self._inline_since_checkpoint = 0
+        self._since_checkpoint = 0  # writes committed, inline or not (two threads count: roughly)
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoints: ThreadPoolExecutor | None = None
+        self._checkpointing = False  # one under way (writer thread only)
         self._writing = False  # the writer thread holds a batch
         self.commits = 0
         self.inline_commits = 0
@@ -69,6 +73,10 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = connect(self.path)
         writer.executescript(self._schema)
+        writer.execute("PRAGMA wal_autocheckpoint=0")  # inside a COMMIT it stalled every writer
+        self._checkpointer = connect(self.path)
+        self._checkpointer.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpoints = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-wal")
         self._reader = connect(self.path)
         self._inline = connect(self.path)
         self._inline.execute("PRAGMA busy_timeout=0")
@@ -86,6 +94,9 @@ class Store:
         self._queue.put(_STOP)
         self._thread.join()
         self._thread = None
+        assert self._checkpoints is not None and self._checkpointer is not None
+        self._checkpoints.shutdown(wait=True)
+        self._checkpointer.close()
         assert self._pool is not None and self._reader is not None and self._inline is not None
         with self._inline_lock:
             self._inline.close()
@@ -132,12 +143,9 @@ class Store:
         self._inline_turn = True
         loop.call_soon(self._next_turn)
         self.inline_commits += 1
-        self._inline_since_checkpoint += 1
-        if self._inline_since_checkpoint >= CHECKPOINT_EVERY:
-            # On the writer thread, where this process's writes wait for it: a checkpoint that
-            # raced with inline commits would never catch up, and the WAL would grow for ever.
-            self._inline_since_checkpoint = 0
-            self._queue.put(_CHECKPOINT)
+        self._since_checkpoint += 1
+        if self._since_checkpoint % CHECKPOINT_EVERY == 0:
+            self._queue.put(_CHECKPOINT)  # the writer starts one (it may be idle)
         return result
 
     def _next_turn(self) -> None:
@@ -162,16 +170,41 @@ class Store:
             work = [
                 (fn, future, loop)
                 for item in batch
-                if item is not _STOP and item is not _CHECKPOINT
+                if isinstance(item, tuple)
                 for fn, future in item[0]
                 for loop in (item[1],)
             ]
             for start in range(0, len(work), self._max_batch):
-                self._commit(conn, work[start : start + self._max_batch])
-            if any(item is _CHECKPOINT for item in batch):
-                _checkpoint(conn)
+                chunk = work[start : start + self._max_batch]
+                self._commit(conn, chunk)
+                self._since_checkpoint += len(chunk)
+            if any(item is _CHECKPOINTED for item in batch):
+                _checkpoint(conn, "RESTART")
+                self._checkpointing = False
+            if self._since_checkpoint >= CHECKPOINT_EVERY and not self._checkpointing:
+                self._start_checkpoint()
             self._writing = False
         conn.close()
+
+    def _start_checkpoint(self) -> None:
+        """Checkpoint in two steps, so the appends shoppers wait on never wait for the bulk.
+
+        Moving the WAL into the file means syncing both, several milliseconds here, and a
+        checkpoint on the writer held up every write meanwhile (SQLite's automatic one ran
+        inside a COMMIT: the p99 of a tracked call was 7 ms). The bulk now runs on a connection
+        of its own while writes go on; but a WAL that is written while it is checkpointed never
+        restarts, so the writer then runs a second, short one that holds writes (RESTART): it
+        moves only what came in meanwhile, and the next write starts the WAL over."""
+        assert self._checkpoints is not None and self._checkpointer is not None
+        self._checkpointing = True
+        self._since_checkpoint = 0
+        checkpointer = self._checkpointer
+
+        def bulk() -> None:
+            _checkpoint(checkpointer)
+            self._queue.put(_CHECKPOINTED)
+
+        self._checkpoints.submit(bulk)
 
     def _commit(self, conn: sqlite3.Connection, work: list[Any]) -> None:
         outcomes: list[tuple[Any, Any, Any, BaseException | None]] = []
@@ -204,10 +237,11 @@ class Store:
                 pass
 
 
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    """Move inline commits from the WAL into the file (they never checkpoint themselves)."""
+def _checkpoint(conn: sqlite3.Connection, mode: str = "PASSIVE") -> None:
+    """Move what the WAL holds into the file (no connection checkpoints by itself). PASSIVE
+    lets writers go on; RESTART holds them until the WAL can start over."""
     try:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        conn.execute(f"PRAGMA wal_checkpoint({mode})")
     except sqlite3.Error:
         log.warning("SQLite checkpoint failed; the next one retries", exc_info=True)
 
