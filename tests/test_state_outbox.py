@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ from state.events import PRODUCT_VIEWED, Event
 from state.exposures import Exposure
 from state.outbox import Delivery, Leased, Outbox
 from state.redis.spool import Spool
+from state.sqlite import SCHEMA
+from state.sqlite import outbox as sqlite_outbox
 from tests.redisserver import drop, own_redis, unique_prefix
 
 pytestmark = pytest.mark.anyio
@@ -329,6 +332,32 @@ async def test_a_delivery_retried_then_acked_leaves_no_retry_state(
     await box.ack("cdp", again)  # spread over both partitions: one script call each
     assert await box.client.hlen(retries) == 0
     assert (await box.stats())["cdp"] == {"pending": 0, "delivered": 6, "dead": 0}
+
+
+# -- SQLite only ---------------------------------------------------------------------------------
+
+
+async def test_a_claim_keeps_a_key_in_order_when_another_process_took_a_row_of_it() -> None:
+    """The scan and the claim are separate transactions: a row another process leased in
+    between ends this key's claim, and the rows after it are handed back, not delivered."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(SCHEMA)
+    events = [event("v1", n) for n in range(3)] + [event("v2", 3)]
+    sqlite_outbox.append(conn, events, [["cdp"]] * 4, now=1.0, hold_until=0.0)
+    seqs = [seq for (seq,) in conn.execute("SELECT seq FROM events ORDER BY seq")]
+    picked = {
+        "v1": [Delivery(str(seq), e, 0, 1.0) for seq, e in zip(seqs[:3], events[:3])],
+        "v2": [Delivery(str(seqs[3]), events[3], 0, 1.0)],
+    }
+    taken = {"v1": [picked["v1"][1]]}  # the other process leased v1's second row meanwhile
+    assert sqlite_outbox.claim(conn, "cdp", taken, now=2.0, owner="other", lease_for=30) == taken
+    claimed = sqlite_outbox.claim(conn, "cdp", picked, now=2.0, owner="me", lease_for=30)
+    assert claimed == {"v1": picked["v1"][:1], "v2": picked["v2"]}
+    owners = dict(conn.execute("SELECT seq, owner FROM deliveries"))
+    assert [owners[seq] for seq in seqs] == ["me", "other", None, "me"]
+    sqlite_outbox.ack(conn, "cdp", [d.ref for group in claimed.values() for d in group])
+    states = dict(conn.execute("SELECT seq, state FROM deliveries"))
+    assert [states[seq] for seq in seqs] == [1, 0, 0, 1]
 
 
 # -- Redis only: the spool while Redis is away --------------------------------------------------
