@@ -22,6 +22,36 @@ sys.path.insert(0, str(BENCH))
 import upstream as static_upstream  # noqa: E402
 
 READY_TIMEOUT = 30.0
+QUIET_BUSY = 0.15  # share of the machine's CPU time in use below which it counts as quiet
+QUIET_TIMEOUT = 30.0
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of the whole machine since boot; None off Linux."""
+    try:
+        fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def wait_quiet(window: float = 0.5) -> float:
+    """Wait until the machine is mostly idle (at most QUIET_TIMEOUT s); the seconds waited.
+
+    A gateway keeps working after its load stops (it delivers the events it recorded), and
+    the next target measured would share the cores with that work."""
+    start = time.monotonic()
+    before = _cpu_times()
+    while before is not None and time.monotonic() - start < QUIET_TIMEOUT:
+        time.sleep(window)
+        after = _cpu_times()
+        assert after is not None
+        busy, total = after[0] - before[0], after[1] - before[1]
+        if total and busy / total < QUIET_BUSY:
+            break
+        before = after
+    return time.monotonic() - start
 
 
 class Skip(Exception):

@@ -45,6 +45,7 @@ from processes import (  # noqa: E402
     fetch,
     free_port,
     start_upstream,
+    wait_quiet,
     wait_ready,
 )
 from signing import buyer_token, public_jwk, signing_key  # noqa: E402
@@ -459,6 +460,7 @@ def bench(args: argparse.Namespace, processes: Processes, run: Path, log: Any) -
             try:
                 for route in args.routes:
                     for conns in args.connections:
+                        wait_quiet()  # the previous target may still be delivering events
                         numbers = measure(
                             loader, base + ROUTES[route], token, conns, args.duration, args.warmup
                         )
