@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,18 @@ from state.redis.wire import Wire, encode
 from tests.redisserver import EPHEMERAL, own_redis
 
 pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def wired(url: str, timeout: float) -> AsyncIterator[tuple[Redis, Wire]]:
+    """A redis-py client for `url` and a Wire set up from it, both closed afterwards."""
+    client = Redis.from_url(url)
+    wire = Wire(client, timeout=timeout)
+    try:
+        yield client, wire
+    finally:
+        await wire.close()
+        await client.aclose()
 
 
 @pytest.fixture
@@ -82,30 +95,20 @@ async def test_a_lost_connection_fails_what_is_in_flight_and_the_next_call_recon
 async def test_no_answer_within_the_timeout_is_an_outage_and_drops_the_connection() -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
         port = silent.getsockname()[1]
-        client = Redis.from_url(f"redis://127.0.0.1:{port}/0")
-        wire = Wire(client, timeout=0.2)
-        try:
+        async with wired(f"redis://127.0.0.1:{port}/0", timeout=0.2) as (_, wire):
             with pytest.raises(TimeoutError):
                 await wire.call("PING")
             assert isinstance(TimeoutError("x"), redis.RedisError)  # the outbox spools on it
             with pytest.raises(TimeoutError):  # a new connection, timed out again
                 await wire.call("PING")
-        finally:
-            await wire.close()
-            await client.aclose()
 
 
 async def test_nothing_listening_is_a_connection_error() -> None:
     with socket.create_server(("127.0.0.1", 0)) as closed:
         port = closed.getsockname()[1]
-    client = Redis.from_url(f"redis://127.0.0.1:{port}/0")
-    wire = Wire(client, timeout=1)
-    try:
+    async with wired(f"redis://127.0.0.1:{port}/0", timeout=1) as (_, wire):
         with pytest.raises(ConnectionError):
             await wire.call("PING")
-    finally:
-        await wire.close()
-        await client.aclose()
 
 
 async def test_password_database_and_unix_socket_come_from_the_url(tmp_path: Path) -> None:
@@ -116,22 +119,12 @@ async def test_password_database_and_unix_socket_come_from_the_url(tmp_path: Pat
             server.url.replace("/0", "/3"),
             f"unix://:s3cret@{sock}?db=3",
         ):
-            client = Redis.from_url(url)
-            wire = Wire(client, timeout=2)
-            try:
+            async with wired(url, timeout=2) as (client, wire):
                 assert await wire.call("SET", "where", url) == b"OK"
                 assert await client.get("where") == url.encode()  # the same database
-            finally:
-                await wire.close()
-                await client.aclose()
-        wrong = Redis.from_url(server.url.replace("s3cret", "wrong"))
-        wire = Wire(wrong, timeout=2)
-        try:
+        async with wired(server.url.replace("s3cret", "wrong"), timeout=2) as (_, wire):
             with pytest.raises(ResponseError):
                 await wire.call("PING")
-        finally:
-            await wire.close()
-            await wrong.aclose()
 
 
 def test_it_runs_on_uvloop_as_the_gateway_does(redis_url: str) -> None:
@@ -139,12 +132,7 @@ def test_it_runs_on_uvloop_as_the_gateway_does(redis_url: str) -> None:
     import uvloop
 
     async def main() -> object:
-        client = Redis.from_url(redis_url)
-        wire = Wire(client, timeout=2)
-        try:
+        async with wired(redis_url, timeout=2) as (_, wire):
             return await asyncio.gather(wire.call("PING"), wire.call("ECHO", "x"))
-        finally:
-            await wire.close()
-            await client.aclose()
 
     assert uvloop.run(main()) == [b"PONG", b"x"]
