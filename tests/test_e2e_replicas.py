@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from redis.asyncio import Redis
 
@@ -33,6 +34,7 @@ from gateway.sandbox.catalog import CLIENT_ID
 from gateway.serving import serve_in_thread as running
 from state import events as ev
 from state.redis.exposures import RedisExposures
+from state.redis.profiles import RedisProfiles
 from tests.fake_sitecore import FakeSitecore
 from tests.redisserver import RedisProcess
 from tests.redisserver import own_redis as redis_process
@@ -124,6 +126,7 @@ class Shopper:
 
     token: dict[str, str]
     acked: list[str] = field(default_factory=list)
+    products: list[str] = field(default_factory=list)  # of the acknowledged line items
     acked_at: list[float] = field(default_factory=list)
     via: list[str] = field(default_factory=list)
     unanswered: int = 0  # calls whose answer never came (the replica died mid-call)
@@ -146,6 +149,7 @@ class Shopper:
             self.errors.append(f"POST lineitems {answer.status_code} {answer.text[:200]}")
             return
         self.acked.append(str(answer.json()["ID"]))
+        self.products.append(product)
         self.acked_at.append(time.monotonic())
         self.via.append(gateway)
         self.slowest = max(self.slowest, self.acked_at[-1] - start)
@@ -405,6 +409,29 @@ class Readiness:
 OUTAGE = 10.0
 
 
+def profiles_missing(url: str, env: dict[str, str], shoppers: list[Shopper]) -> int:
+    """Products acknowledged into carts that the shoppers' profiles (in the gateway's Redis) do
+    not show: a profile change made while Redis was away waits and is written once it is back."""
+
+    async def read() -> int:
+        client = Redis.from_url(url)
+        profiles = RedisProfiles(client, env["OCGW_REDIS_PREFIX"])
+        missing = 0
+        try:
+            for shopper in shoppers:
+                token = shopper.token["Authorization"].removeprefix("Bearer ")
+                claims = jwt.decode(token, options={"verify_signature": False})
+                profile = await profiles.get(f"anon-{claims['orderid']}")
+                missing += len(
+                    set(shopper.products) - set(profile.cart_products if profile else [])
+                )
+        finally:
+            await client.aclose()
+        return missing
+
+    return asyncio.run(read())
+
+
 def exposures_counted(url: str, env: dict[str, str]) -> int:
     """Exposures the experiment report holds (read straight from the gateway's Redis)."""
 
@@ -426,8 +453,9 @@ def test_redis_stopped_for_ten_seconds_under_load_fails_no_call_and_loses_nothin
     """Redis is killed and started again 10 s later (same port, same append-only file), or hung
     (SIGSTOP) for 10 s, while 8 shoppers keep adding line items and listing products (a table
     applies, so every list call reads a profile): every call is answered as the sandbox answers
-    it, `/readyz` says degraded meanwhile, and every acknowledged event is delivered once Redis
-    is back (those recorded meanwhile waited in the local spool)."""
+    it, `/readyz` says degraded meanwhile, every acknowledged event is delivered once Redis is
+    back (those recorded meanwhile waited in the local spool), and every product put in a cart
+    shows in its shopper's profile (changes refused meanwhile waited and went again)."""
     env = rig.env(own_redis.url)
     stop = threading.Event()
     readiness = Readiness()
@@ -483,6 +511,8 @@ def test_redis_stopped_for_ten_seconds_under_load_fails_no_call_and_loses_nothin
         decided = sum(s.decided for s in shoppers)
         counted = wait_for(lambda: exposures_counted(own_redis.url, env) >= decided, 10)
         exposed = exposures_counted(own_redis.url, env)
+        wait_for(lambda: profiles_missing(own_redis.url, env, shoppers) == 0, 40)
+        unlearned = profiles_missing(own_redis.url, env, shoppers)
 
     errors = [e for s in shoppers for e in s.errors]
     assert not errors, f"{len(errors)} storefront calls failed: {errors[:5]}"
@@ -493,6 +523,7 @@ def test_redis_stopped_for_ten_seconds_under_load_fails_no_call_and_loses_nothin
     check_delivered(rig.sitecore, shoppers)
     assert ready_again, "/readyz did not recover"
     assert counted, f"{decided} decided answers, {exposed} exposures in the experiment report"
+    assert unlearned == 0, f"{unlearned} acknowledged cart products never reached the profiles"
     print(
         json.dumps(
             {
