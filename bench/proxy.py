@@ -140,14 +140,6 @@ def start_target(
     return processes.start(name, command, env), port
 
 
-def _own_prefix(gateway_env: dict[str, str], name: str) -> dict[str, str]:
-    """Each target its own Redis key prefix: targets running side by side (one replica, two)
-    must not become replicas of one another."""
-    if "OCGW_REDIS_PREFIX" not in gateway_env:
-        return gateway_env
-    return {**gateway_env, "OCGW_REDIS_PREFIX": f"{gateway_env['OCGW_REDIS_PREFIX']}{name}:"}
-
-
 def _medians(rounds: list[list[Measurement]]) -> list[Measurement]:
     """One Measurement per target, route and concurrency: the median of each figure over the
     rounds (errors summed)."""
@@ -382,6 +374,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if any("=" not in pair for pair in args.gateway_env):
         parser.error("--gateway-env takes NAME=VALUE")
     args.gateway_env = dict(pair.split("=", 1) for pair in args.gateway_env)
+    if {"OCGW_STORE", "OCGW_REDIS_PREFIX"} & args.gateway_env.keys():
+        # One store for several targets would make them replicas of one another.
+        parser.error("each target has a store of its own: for Redis, use --redis URL")
     unknown = [r for r in args.routes if r not in ROUTES] + [
         t for t in args.targets if t not in TARGETS
     ]
@@ -435,7 +430,7 @@ def bench(args: argparse.Namespace, processes: Processes, run: Path, log: Any) -
                     upstream,
                     run,
                     gateway,
-                    _own_prefix(args.gateway_env, name),
+                    args.gateway_env,
                     args.redis,
                 )
                 base = f"http://127.0.0.1:{port}"
