@@ -94,7 +94,8 @@ class ProfileWriter:
             return
         self.errors += len(failed)
         first = next(o for o in outcomes if isinstance(o, Exception))
-        log.warning("tracking: %d profile writes failed (%r); retrying", len(failed), first)
+        then = "lost (closing)" if self._closed else "retrying"
+        log.warning("tracking: %d profile writes failed (%r); %s", len(failed), first, then)
         self._wait(failed)
         self._backoff = min(max(self._backoff * 2, self.retry_first), RETRY_MAX)
         self._schedule()
